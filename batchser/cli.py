@@ -1,0 +1,140 @@
+"""Command line: ``batchser run``, ``batchser make-test-model``.
+
+Exit codes scripts can trust:
+  0  every utterance has a result
+  1  the run completed, but some utterances are in OUT/errors/ (see the summary)
+  2  usage error, or the corpus cannot be read at all
+  3  the model cannot be found or loaded (offline without a local directory, ...)
+"""
+from __future__ import annotations
+
+import sys
+
+import click
+
+from .version import __version__
+
+EXIT_PARTIAL, EXIT_INPUT, EXIT_MODEL = 1, 2, 3
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.version_option(__version__, prog_name="batchser")
+def main() -> None:
+    """Batch speech emotion recognition for Kaldi-style corpora.
+
+    \b
+    Typical use:
+      batchser run data/train/wav.scp --out outputs/          # real model from the hub
+      batchser make-test-model /tmp/e2v                        # random-weight model, offline
+      batchser run sample_scp/wav.scp --out outputs/ --model /tmp/e2v
+
+    Outputs are Parquet tables (labels/, errors/) and .npy embeddings; read them with
+    pandas, DuckDB or `batchser.open_results("outputs/")`. Exit codes: 0 all done,
+    1 done with some utterances in errors/, 2 bad input, 3 model unavailable.
+    """
+
+
+@main.command()
+@click.argument("input_path", metavar="PATH", type=click.Path(exists=True))
+@click.option("--out", "-o", required=True, type=click.Path(), help="Output directory (created; an existing one is resumed).")
+@click.option("--model", "-m", default="emotion2vec_plus_base", show_default=True,
+              help="Alias (emotion2vec_plus_seed|_base|_large, emotion2vec_base), hub id "
+                   "(iic/..., emotion2vec/...) or a local model directory.")
+@click.option("--hub", type=click.Choice(["auto", "hf", "ms"]), default="auto", show_default=True,
+              help="Hub for aliases and ids: hf = Hugging Face, ms = ModelScope; auto picks ms for iic/..., else hf.")
+@click.option("--backend", type=click.Choice(["auto", "emotion2vec"]), default="auto", show_default=True,
+              help="Force a back-end instead of detecting it from the model directory.")
+@click.option("--device", default="auto", show_default=True, help="cpu, cuda, cuda:1, ... (auto: cuda when available).")
+@click.option("--dtype", type=click.Choice(["auto", "float32", "bfloat16", "float16"]), default="auto",
+              show_default=True, help="Compute dtype; auto = AMP bfloat16/float16 on CUDA, float32 on CPU.")
+@click.option("--batch-seconds", type=float, default=200.0, show_default=True,
+              help="Padded audio seconds per batch: bigger = faster until the GPU is full.")
+@click.option("--max-batch-size", type=int, default=64, show_default=True, help="Cap on utterances per batch.")
+@click.option("--num-workers", type=int, default=-1, show_default=True,
+              help="Decoding worker processes (-1: cores - 1, at most 8; 0: decode in the main process).")
+@click.option("--granularity", type=click.Choice(["utterance", "frame"]), default="utterance", show_default=True,
+              help="frame: also write 50 Hz frame embeddings (frames/ + offsets in the table).")
+@click.option("--emb-dtype", type=click.Choice(["float32", "float16"]), default="float32", show_default=True,
+              help="Storage dtype of the .npy embeddings.")
+@click.option("--audio-root", type=click.Path(file_okay=False), default=None,
+              help="Resolve relative paths in wav.scp against this directory (default: the current directory, as Kaldi).")
+@click.option("--no-pipes", is_flag=True, help="Refuse wav.scp entries that run shell commands ('cmd |').")
+@click.option("--pipe-timeout", type=float, default=300.0, show_default=True, help="Seconds before a pipe command is killed.")
+@click.option("--part-size", type=int, default=2000, show_default=True,
+              help="Utterances per committed output part (what a crash can cost at most).")
+@click.option("--overwrite", is_flag=True, help="Delete OUT first instead of resuming it.")
+@click.option("--retry-errors", is_flag=True, help="When resuming, run the utterances in errors/ again.")
+@click.option("--quiet", "-q", is_flag=True, help="No progress bar or notes.")
+def run(input_path, out, model, hub, backend, device, dtype, batch_seconds, max_batch_size, num_workers,
+        granularity, emb_dtype, audio_root, no_pipes, pipe_timeout, part_size, overwrite, retry_errors, quiet):
+    """Label every utterance of PATH (a wav.scp or a Kaldi data dir) and write OUT.
+
+    \b
+    PATH may hold: wav.scp (plain paths, 'cmd |' pipes, file.ark:offset),
+    segments, utt2spk, utt2dur/reco2dur, utt2emo (reference labels).
+    Running again with the same --out resumes: finished parts are kept and
+    only the rest is processed, so nothing is lost or done twice.
+    """
+    from .corpus import CorpusError
+    from .models import ModelNotAvailable
+    from .runner import RunConfig, run as do_run
+
+    cfg = RunConfig(
+        input=input_path, out=out, model=model, hub=hub, backend=backend, device=device, dtype=dtype,
+        batch_seconds=batch_seconds, max_batch_size=max_batch_size, num_workers=num_workers,
+        granularity=granularity, emb_dtype=emb_dtype, audio_root=audio_root, allow_pipes=not no_pipes,
+        pipe_timeout=pipe_timeout, part_size=part_size, overwrite=overwrite, retry_errors=retry_errors,
+        progress=not quiet, argv=list(sys.argv),
+    )
+    log = (lambda *_: None) if quiet else (lambda m: click.echo(m, err=True))
+    try:
+        s = do_run(cfg, log=log)
+    except CorpusError as e:
+        click.echo(f"error: {e}", err=True)
+        sys.exit(EXIT_INPUT)
+    except ModelNotAvailable as e:
+        click.echo(f"error: {e}", err=True)
+        sys.exit(EXIT_MODEL)
+    except ValueError as e:
+        click.echo(f"error: {e}", err=True)
+        sys.exit(EXIT_INPUT)
+    pe = s.padding_efficiency
+    click.echo(
+        f"done: {s.n_ok} ok, {s.n_errors} errors, {s.n_skipped} already done; "
+        f"{s.audio_seconds / 60:.1f} min of audio in {s.wall_seconds:.1f} s"
+        + (f" ({s.audio_seconds / s.wall_seconds:.1f}x real time)" if s.wall_seconds else "")
+        + (f"; padding efficiency {pe:.1%}" if pe else "")
+        + f"\nresults: {out}/labels/  errors: {out}/errors/  manifest: {out}/manifest.json",
+        err=True,
+    )
+    if s.n_errors:
+        sys.exit(EXIT_PARTIAL)
+
+
+@main.command("make-test-model")
+@click.argument("out_dir", type=click.Path(file_okay=False))
+@click.option("--kind", type=click.Choice(["emotion2vec", "emotion2vec-nohead", "whisper"]), default="emotion2vec",
+              show_default=True, help="Architecture: emotion2vec+ (funasr layout), emotion2vec without "
+                                       "classifier (like emotion2vec_base), or WhisperForAudioClassification.")
+@click.option("--size", default="tiny", show_default=True,
+              help="tiny (tests); emotion2vec: base, large; whisper: large-v3.")
+@click.option("--seed", type=int, default=0, show_default=True)
+def make_test_model(out_dir, kind, size, seed):
+    """Write a RANDOM-WEIGHT model directory of a real architecture, in the real on-disk layout.
+
+    For offline plumbing tests and benchmarks only: its predictions mean nothing.
+    """
+    from . import testing
+
+    try:
+        if kind == "whisper":
+            path = testing.make_whisper_classifier_dir(out_dir, size=size, seed=seed)
+        else:
+            path = testing.make_emotion2vec_dir(out_dir, size=size, seed=seed, head=(kind == "emotion2vec"))
+    except ValueError as e:
+        raise click.BadParameter(str(e), param_hint="--size")
+    click.echo(f"wrote random-weight {kind} ({size}) test model to {path}")
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

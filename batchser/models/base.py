@@ -1,0 +1,52 @@
+"""What every model back-end gives the runner: one interface, several back-ends behind it."""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import List, Optional
+
+import numpy as np
+
+# Spellings seen in checkpoints' label sets, mapped to one clean English name.
+_ALIASES = {
+    "<unk>": "unknown", "unk": "unknown", "ang": "angry", "anger": "angry", "hap": "happy",
+    "happiness": "happy", "neu": "neutral", "sad": "sad", "sadness": "sad", "fear": "fearful",
+    "disgust": "disgusted", "surprise": "surprised", "sur": "surprised", "dis": "disgusted",
+    "fea": "fearful",
+}
+
+
+def normalise_label(token: str) -> str:
+    """Clean English class name from a checkpoint's token ("生气/angry" -> "angry", "<unk>" -> "unknown").
+
+    The result is lower case, with characters other than letters, digits and ``_`` replaced by
+    ``_``, so it can name a column (``score_<label>``).
+    """
+    t = token.strip()
+    if "/" in t:
+        t = t.rsplit("/", 1)[1]
+    t = t.strip().lower()
+    t = _ALIASES.get(t, t)
+    t = re.sub(r"[^0-9a-z_]+", "_", t).strip("_")
+    return t or "unknown"
+
+
+@dataclass
+class ModelInfo:
+    """Where the weights came from, for the manifest."""
+
+    id: str
+    path: str
+    backend: str = ""
+    revision: Optional[str] = None
+    sha256: Optional[str] = None
+    test_model: bool = False
+
+
+@dataclass
+class BatchOutput:
+    """One batch's results, rows in the order the waveforms were given."""
+
+    embeddings: np.ndarray  # B x D, mean of valid frames
+    scores: Optional[np.ndarray]  # B x C softmax, or None for embedding-only models
+    frames: Optional[List[np.ndarray]] = field(default=None)  # per utterance, T_i x D

@@ -1,0 +1,216 @@
+"""Output directory: Parquet label/error tables, .npy embeddings, manifest; atomic parts, resume.
+
+Layout (the contract, also in the README)::
+
+    OUT/labels/part-NNNNN.parquet      one row per successful utterance
+    OUT/embeddings/part-NNNNN.npy      rows aligned with the labels part of the same name
+    OUT/frames/part-NNNNN.npy          (--granularity frame) frame embeddings, concatenated
+    OUT/errors/part-NNNNN.parquet      utt_id, stage, message
+    OUT/manifest.json
+
+A part becomes visible when its labels Parquet file is renamed into place; its .npy files are
+renamed before that, so a visible table part always has its embeddings. A crash at any moment
+leaves only whole parts (temporary files start with '.' and are removed on the next start).
+"""
+from __future__ import annotations
+
+import json
+import os
+import re
+from pathlib import Path
+from typing import Dict, List, Optional, Sequence, Set
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+_PART_RE = re.compile(r"^part-(\d{5,})\.(parquet|npy)$")
+
+
+def _fsync_dir(d: Path) -> None:
+    try:
+        fd = os.open(d, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _commit(tmp: Path, final: Path) -> None:
+    with open(tmp, "rb+") as f:
+        os.fsync(f.fileno())
+    os.replace(tmp, final)
+    _fsync_dir(final.parent)
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    tmp = path.parent / f".{path.name}.tmp"
+    tmp.write_text(text, encoding="utf-8")
+    _commit(tmp, path)
+
+
+def _save_npy(path: Path, arr: np.ndarray) -> None:
+    tmp = path.parent / f".{path.name}.tmp"
+    with open(tmp, "wb") as f:
+        np.save(f, arr)
+    _commit(tmp, path)
+
+
+def _save_parquet(path: Path, table: pa.Table) -> None:
+    tmp = path.parent / f".{path.name}.tmp"
+    pq.write_table(table, tmp)
+    _commit(tmp, path)
+
+
+def score_column(label: str) -> str:
+    return f"score_{label}"
+
+
+ERROR_SCHEMA = pa.schema([("utt_id", pa.string()), ("stage", pa.string()), ("message", pa.string())])
+
+
+def labels_schema(labels: Sequence[str], frames: bool, with_ref: bool) -> pa.Schema:
+    fields = [
+        ("utt_id", pa.string()), ("rec_id", pa.string()), ("spk", pa.string()),
+        ("start", pa.float64()), ("end", pa.float64()), ("duration", pa.float64()),
+        ("label", pa.string()), ("score", pa.float32()),
+    ]
+    fields += [(score_column(l), pa.float32()) for l in labels]
+    fields += [("model", pa.string()), ("emb_file", pa.string()), ("emb_row", pa.int64())]
+    if frames:
+        fields += [("frame_file", pa.string()), ("frame_offset", pa.int64()), ("frame_count", pa.int64())]
+    if with_ref:
+        fields += [("ref_label", pa.string())]
+    return pa.schema(fields)
+
+
+class OutputWriter:
+    """Buffers results and commits them as whole parts; knows what earlier runs finished."""
+
+    def __init__(self, out_dir: str | os.PathLike, labels: Sequence[str], model_id: str,
+                 emb_dtype: str = "float32", frames: bool = False, with_ref: bool = False,
+                 part_size: int = 2000):
+        self.out = Path(out_dir)
+        self.labels = list(labels)
+        self.model_id = model_id
+        self.emb_dtype = np.dtype(emb_dtype)
+        self.frames = frames
+        self.part_size = part_size
+        self.schema = labels_schema(self.labels, frames, with_ref)
+        self.with_ref = with_ref
+        for sub in ("labels", "embeddings", "errors") + (("frames",) if frames else ()):
+            (self.out / sub).mkdir(parents=True, exist_ok=True)
+        self._clean()
+        self.done_ids: Set[str] = set()
+        self.error_ids: Set[str] = set()
+        self._next = 0
+        self._scan()
+        self._rows: List[dict] = []
+        self._emb: List[np.ndarray] = []
+        self._frames: List[np.ndarray] = []
+        self._errors: List[dict] = []
+        self.n_written = 0
+        self.n_errors_written = 0
+
+    # -- resume -------------------------------------------------------------------------
+    def _clean(self) -> None:
+        """Remove temporaries and .npy parts whose table part never became visible."""
+        for sub in ("labels", "embeddings", "errors", "frames"):
+            d = self.out / sub
+            if not d.is_dir():
+                continue
+            for f in d.iterdir():
+                if f.name.startswith(".") and f.name.endswith(".tmp"):
+                    f.unlink()
+        visible = {f.stem for f in (self.out / "labels").glob("part-*.parquet")}
+        for sub in ("embeddings", "frames"):
+            d = self.out / sub
+            if d.is_dir():
+                for f in d.glob("part-*.npy"):
+                    if f.stem not in visible:
+                        f.unlink()
+
+    def _scan(self) -> None:
+        nums = [-1]
+        for sub, ids in (("labels", self.done_ids), ("errors", self.error_ids)):
+            for f in sorted((self.out / sub).glob("part-*.parquet")):
+                m = _PART_RE.match(f.name)
+                if m:
+                    nums.append(int(m.group(1)))
+                ids.update(pq.read_table(f, columns=["utt_id"]).column("utt_id").to_pylist())
+        existing = pq.read_schema(next(iter(sorted((self.out / "labels").glob("part-*.parquet"))))) \
+            if self.done_ids else None
+        if existing is not None and existing.names != self.schema.names:
+            raise ValueError(
+                f"{self.out} holds results with other columns (another model, granularity or label file?); "
+                "use a new --out directory, or --overwrite to start again")
+        self._next = max(nums) + 1
+
+    @property
+    def finished_ids(self) -> Set[str]:
+        """Utterances a previous run already committed (results or errors)."""
+        return self.done_ids | self.error_ids
+
+    # -- writing ------------------------------------------------------------------------
+    def add(self, rows: List[dict], embeddings: np.ndarray, frames: Optional[List[np.ndarray]] = None) -> None:
+        assert len(rows) == len(embeddings)
+        self._rows.extend(rows)
+        self._emb.append(np.asarray(embeddings))
+        if self.frames:
+            assert frames is not None and len(frames) == len(rows)
+            self._frames.extend(frames)
+        if len(self._rows) >= self.part_size:
+            self.flush()
+
+    def add_error(self, utt_id: str, stage: str, message: str) -> None:
+        self._errors.append({"utt_id": utt_id, "stage": stage, "message": message})
+        if len(self._errors) >= self.part_size:
+            self.flush()
+
+    def flush(self) -> None:
+        """Commit buffered rows as one part (embeddings first, the table last)."""
+        if not self._rows and not self._errors:
+            return
+        name = f"part-{self._next:05d}"
+        self._next += 1
+        if self._rows:
+            emb = np.concatenate(self._emb, 0).astype(self.emb_dtype)
+            rows = self._rows
+            for i, r in enumerate(rows):
+                r["model"] = self.model_id
+                r["emb_file"] = f"embeddings/{name}.npy"
+                r["emb_row"] = i
+            if self.frames:
+                counts = [len(f) for f in self._frames]
+                offs = np.concatenate([[0], np.cumsum(counts)[:-1]]).astype(np.int64) if counts else []
+                for r, o, c in zip(rows, offs, counts):
+                    r["frame_file"] = f"frames/{name}.npy"
+                    r["frame_offset"] = int(o)
+                    r["frame_count"] = int(c)
+                _save_npy(self.out / "frames" / f"{name}.npy",
+                          np.concatenate(self._frames, 0).astype(self.emb_dtype))
+            _save_npy(self.out / "embeddings" / f"{name}.npy", emb)
+            table = pa.Table.from_pylist(rows, schema=self.schema)
+            _save_parquet(self.out / "labels" / f"{name}.parquet", table)
+            self.done_ids.update(r["utt_id"] for r in rows)
+            self.n_written += len(rows)
+        if self._errors:
+            _save_parquet(self.out / "errors" / f"{name}.parquet",
+                          pa.Table.from_pylist(self._errors, schema=ERROR_SCHEMA))
+            self.error_ids.update(e["utt_id"] for e in self._errors)
+            self.n_errors_written += len(self._errors)
+        self._rows, self._emb, self._frames, self._errors = [], [], [], []
+
+    def write_manifest(self, manifest: Dict) -> None:
+        atomic_write_text(self.out / "manifest.json", json.dumps(manifest, indent=2, sort_keys=False, default=str) + "\n")
+
+
+def drop_errors(out_dir: str | os.PathLike) -> int:
+    """Delete error parts so that ``--retry-errors`` runs those utterances again."""
+    n = 0
+    for f in Path(out_dir, "errors").glob("part-*.parquet"):
+        f.unlink()
+        n += 1
+    return n

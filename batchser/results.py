@@ -1,0 +1,89 @@
+"""Read an output directory back: ``batchser.open_results("outputs/")``."""
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import List, Optional, Sequence
+
+import numpy as np
+
+
+class Results:
+    """Labels and errors tables plus embeddings aligned with the labels table's row order."""
+
+    def __init__(self, out_dir: str | os.PathLike):
+        self.dir = Path(out_dir)
+        if not (self.dir / "labels").is_dir():
+            raise FileNotFoundError(f"{self.dir} is not a batchser output directory (no labels/)")
+        self._parts: List[Path] = sorted((self.dir / "labels").glob("part-*.parquet"))
+
+    def labels_table(self):
+        """The labels as a pyarrow Table (parts in order)."""
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        if not self._parts:
+            return None
+        return pa.concat_tables([pq.read_table(p) for p in self._parts])
+
+    @property
+    def labels(self):
+        """The labels as a pandas DataFrame (empty if nothing succeeded)."""
+        import pandas as pd
+
+        t = self.labels_table()
+        return t.to_pandas() if t is not None else pd.DataFrame()
+
+    @property
+    def errors(self):
+        """The errors table (utt_id, stage, message) as a pandas DataFrame."""
+        import pandas as pd
+        import pyarrow.parquet as pq
+
+        parts = sorted((self.dir / "errors").glob("part-*.parquet"))
+        if not parts:
+            return pd.DataFrame({"utt_id": [], "stage": [], "message": []})
+        return pd.concat([pq.read_table(p).to_pandas() for p in parts], ignore_index=True)
+
+    @property
+    def manifest(self) -> dict:
+        p = self.dir / "manifest.json"
+        return json.loads(p.read_text(encoding="utf-8")) if p.exists() else {}
+
+    def embeddings(self, utt_ids: Optional[Sequence[str]] = None) -> np.ndarray:
+        """Utterance embeddings, row i = labels row i (or = ``utt_ids[i]`` when given).
+
+        With a single part the result is a read-only memory map; several parts are concatenated.
+        """
+        import pyarrow.parquet as pq
+
+        mats = [np.load(self.dir / "embeddings" / f"{p.stem}.npy", mmap_mode="r") for p in self._parts]
+        if not mats:
+            return np.zeros((0, 0), dtype=np.float32)
+        full = mats[0] if len(mats) == 1 else np.concatenate(mats, 0)
+        if utt_ids is None:
+            return full
+        ids = [u for p in self._parts for u in pq.read_table(p, columns=["utt_id"]).column("utt_id").to_pylist()]
+        pos = {u: i for i, u in enumerate(ids)}
+        missing = [u for u in utt_ids if u not in pos]
+        if missing:
+            raise KeyError(f"no embedding for {len(missing)} utterance(s), e.g. {missing[:3]}")
+        return full[[pos[u] for u in utt_ids]]
+
+    def frames(self, utt_id: str) -> np.ndarray:
+        """Frame embeddings (50 Hz) of one utterance; needs a run with --granularity frame."""
+        df = self.labels
+        if "frame_file" not in df.columns:
+            raise ValueError("this run has no frame embeddings (use --granularity frame)")
+        r = df.loc[df.utt_id == utt_id]
+        if r.empty:
+            raise KeyError(utt_id)
+        r = r.iloc[0]
+        m = np.load(self.dir / r.frame_file, mmap_mode="r")
+        return m[int(r.frame_offset): int(r.frame_offset) + int(r.frame_count)]
+
+
+def open_results(out_dir: str | os.PathLike) -> Results:
+    """Open a batchser output directory."""
+    return Results(out_dir)

@@ -1,0 +1,273 @@
+"""One run: reader -> loader (worker processes) -> model worker -> writer.
+
+Every input utterance ends up in exactly one of the labels table or the errors table; a
+resumed run skips what a previous run committed.
+"""
+from __future__ import annotations
+
+import platform
+import shutil
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Dict, List, Optional, Tuple
+
+import numpy as np
+
+from .audio import AudioError, load_utterance, probe_duration
+from .batching import make_batches
+from .corpus import Corpus, Utterance, read_corpus
+from .outputs import OutputWriter, score_column
+
+
+@dataclass
+class RunConfig:
+    input: str
+    out: str
+    model: str = "emotion2vec_plus_base"
+    hub: str = "auto"
+    backend: str = "auto"
+    device: str = "auto"
+    dtype: str = "auto"
+    batch_seconds: float = 200.0
+    max_batch_size: int = 64
+    num_workers: int = -1
+    granularity: str = "utterance"
+    emb_dtype: str = "float32"
+    audio_root: Optional[str] = None
+    allow_pipes: bool = True
+    pipe_timeout: float = 300.0
+    part_size: int = 2000
+    overwrite: bool = False
+    retry_errors: bool = False
+    progress: bool = True
+    argv: List[str] = field(default_factory=list)
+
+
+@dataclass
+class RunSummary:
+    n_input: int = 0
+    n_ok: int = 0
+    n_errors: int = 0
+    n_skipped: int = 0  # committed by an earlier run
+    audio_seconds: float = 0.0
+    padded_seconds: float = 0.0
+    wall_seconds: float = 0.0
+
+    @property
+    def padding_efficiency(self) -> Optional[float]:
+        return self.audio_seconds / self.padded_seconds if self.padded_seconds else None
+
+
+def resolve_device(device: str) -> str:
+    import torch
+
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise ValueError(f"--device {device}: CUDA is not available on this machine")
+    return device
+
+
+def resolve_dtype(dtype: str, device: str) -> str:
+    import torch
+
+    if dtype != "auto":
+        return dtype
+    if device.startswith("cuda"):
+        return "bfloat16" if torch.cuda.is_bf16_supported() else "float16"
+    return "float32"
+
+
+def default_workers() -> int:
+    import os
+
+    n = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    return max(0, min(8, n - 1))
+
+
+class _DecodeDataset:
+    """Map-style dataset: index -> (index, waveform or None, error message or None)."""
+
+    def __init__(self, utts: List[Utterance], pipe_timeout: float, min_samples: int):
+        self.utts, self.pipe_timeout, self.min_samples = utts, pipe_timeout, min_samples
+
+    def __len__(self) -> int:
+        return len(self.utts)
+
+    def __getitem__(self, i: int):
+        u = self.utts[i]
+        try:
+            return i, load_utterance(u, self.pipe_timeout, self.min_samples), None
+        except AudioError as e:
+            return i, None, f"{u.utt_id} ({u.where}): {e}"
+        except Exception as e:  # a decoder bug must not stop the run either
+            return i, None, f"{u.utt_id} ({u.where}): {type(e).__name__}: {e}"
+
+
+def _identity(batch):
+    return batch
+
+
+def _is_oom(e: BaseException) -> bool:
+    return "out of memory" in str(e).lower() or type(e).__name__ == "OutOfMemoryError"
+
+
+def _forward_safe(backend, wavs: List[np.ndarray], frames: bool, offset: int = 0):
+    """Run a batch; on failure split it to isolate bad items (and back off on OOM).
+
+    Yields ``(offset, count, BatchOutput or None, error or None)`` covering ``wavs`` in order.
+    """
+    try:
+        yield offset, len(wavs), backend.forward(wavs, frames=frames), None
+        return
+    except Exception as e:
+        if _is_oom(e):
+            import torch
+
+            if torch.cuda.is_available():
+                torch.cuda.empty_cache()
+        if len(wavs) == 1:
+            yield offset, 1, None, f"{type(e).__name__}: {e}"
+            return
+    h = len(wavs) // 2
+    yield from _forward_safe(backend, wavs[:h], frames, offset)
+    yield from _forward_safe(backend, wavs[h:], frames, offset + h)
+
+
+def _row(u: Utterance, dur: float, labels: List[str], scores: Optional[np.ndarray], with_ref: bool) -> Dict:
+    r = {"utt_id": u.utt_id, "rec_id": u.rec_id, "spk": u.spk, "start": u.start or 0.0,
+         "end": u.end if u.end is not None else (u.start or 0.0) + dur, "duration": dur}
+    if scores is not None and len(labels):
+        k = int(np.argmax(scores))
+        r["label"], r["score"] = labels[k], float(scores[k])
+        for l, s in zip(labels, scores):
+            r[score_column(l)] = float(s)
+    else:
+        r["label"], r["score"] = None, None
+    if with_ref:
+        r["ref_label"] = u.ref_label
+    return r
+
+
+def _versions() -> Dict[str, str]:
+    from importlib import metadata
+
+    out = {"python": platform.python_version()}
+    for pkg in ("batchser", "torch", "funasr", "transformers", "numpy", "pyarrow", "soundfile", "soxr"):
+        try:
+            out[pkg] = metadata.version(pkg)
+        except metadata.PackageNotFoundError:
+            pass
+    return out
+
+
+def run(cfg: RunConfig, log=print) -> RunSummary:
+    """Process ``cfg.input`` into ``cfg.out``. Raises CorpusError / ModelNotAvailable on setup failure."""
+    import torch
+
+    from .models import load_backend
+
+    t0 = time.time()
+    corpus: Corpus = read_corpus(cfg.input, audio_root=cfg.audio_root, allow_pipes=cfg.allow_pipes)
+    for w in corpus.warnings:
+        log(f"warning: {w.message}")
+    device = resolve_device(cfg.device)
+    dtype = resolve_dtype(cfg.dtype, device)
+    backend = load_backend(cfg.model, device=device, dtype=dtype, hub=cfg.hub, backend=cfg.backend)
+    if backend.info.test_model:
+        log(f"note: {backend.info.path} is a random-weight TEST model; its labels mean nothing")
+
+    out = Path(cfg.out)
+    if cfg.overwrite and out.exists():
+        shutil.rmtree(out)
+    if cfg.retry_errors:
+        from .outputs import drop_errors
+
+        drop_errors(out)
+    with_ref = any(u.ref_label is not None for u in corpus.utterances)
+    frames = cfg.granularity == "frame"
+    writer = OutputWriter(out, backend.labels, backend.info.id, emb_dtype=cfg.emb_dtype,
+                          frames=frames, with_ref=with_ref, part_size=cfg.part_size)
+    done = writer.finished_ids
+    s = RunSummary(n_input=corpus.n_input)
+
+    for e in corpus.errors:
+        if e.utt_id in done:
+            s.n_skipped += 1
+        else:
+            writer.add_error(e.utt_id, e.stage, e.message)
+            s.n_errors += 1
+    todo = [u for u in corpus.utterances if u.utt_id not in done]
+    s.n_skipped += len(corpus.utterances) - len(todo)
+    if s.n_skipped:
+        log(f"resuming: {s.n_skipped} utterance(s) already done in {out}, {len(todo)} to go")
+
+    durations = [probe_duration(u) for u in todo]
+    batches = make_batches(durations, cfg.batch_seconds, cfg.max_batch_size)
+    nw = default_workers() if cfg.num_workers < 0 else cfg.num_workers
+    ds = _DecodeDataset(todo, cfg.pipe_timeout, backend.min_samples)
+    loader = torch.utils.data.DataLoader(
+        ds, batch_sampler=batches, num_workers=nw, collate_fn=_identity,
+        prefetch_factor=2 if nw > 0 else None, persistent_workers=False,
+    )
+    bar = None
+    if cfg.progress and sys.stderr.isatty():
+        from tqdm import tqdm
+
+        bar = tqdm(total=len(todo), unit="utt", desc="batchser")
+    try:
+        for items in loader:
+            good = [(i, w) for i, w, err in items if err is None]
+            for i, w, err in items:
+                if err is not None:
+                    writer.add_error(todo[i].utt_id, "decode", err)
+                    s.n_errors += 1
+            if good:
+                wavs = [w for _, w in good]
+                for off, n, out_b, err in _forward_safe(backend, wavs, frames):
+                    if out_b is None:
+                        i = good[off][0]
+                        writer.add_error(todo[i].utt_id, "model", f"{todo[i].utt_id}: {err}")
+                        s.n_errors += 1
+                        continue
+                    rows = []
+                    for j in range(n):
+                        i, w = good[off + j]
+                        dur = len(w) / 16000.0
+                        sc = out_b.scores[j] if out_b.scores is not None else None
+                        rows.append(_row(todo[i], dur, backend.labels, sc, with_ref))
+                        s.audio_seconds += dur
+                    s.padded_seconds += n * max(len(w) for _, w in good[off: off + n]) / 16000.0
+                    writer.add(rows, out_b.embeddings, out_b.frames)
+                    s.n_ok += n
+            if bar is not None:
+                bar.update(len(items))
+    finally:
+        writer.flush()
+        if bar is not None:
+            bar.close()
+        s.wall_seconds = time.time() - t0
+        info = backend.info
+        writer.write_manifest({
+            "batchser_version": _versions().get("batchser"),
+            "command": cfg.argv,
+            "config": asdict(cfg),
+            "model": {"id": info.id, "path": info.path, "backend": info.backend, "revision": info.revision,
+                      "weights_sha256": info.sha256, "test_model": info.test_model,
+                      "labels": backend.labels, "embedding_dim": backend.embed_dim},
+            "versions": _versions(),
+            "device": device, "dtype": dtype,
+            "device_name": torch.cuda.get_device_name(0) if device.startswith("cuda") else platform.processor() or platform.machine(),
+            "counts": {"input": s.n_input, "ok_this_run": s.n_ok, "errors_this_run": s.n_errors,
+                       "skipped_already_done": s.n_skipped,
+                       "results_total": len(writer.done_ids), "errors_total": len(writer.error_ids)},
+            "audio_hours": s.audio_seconds / 3600.0,
+            "wall_seconds": s.wall_seconds,
+            "x_real_time": s.audio_seconds / s.wall_seconds if s.wall_seconds else None,
+            "utterances_per_second": s.n_ok / s.wall_seconds if s.wall_seconds else None,
+            "padding_efficiency": s.padding_efficiency,
+            "num_batches": len(batches), "num_workers": nw,
+        })
+    return s

@@ -1,0 +1,287 @@
+"""Random-weight model directories of the real architectures, in the real on-disk layout.
+
+No hub is reachable in CI, so tests and benchmarks build models here and load them
+through exactly the code path a user's downloaded checkpoint takes:
+
+* emotion2vec+ : ``config.yaml`` + ``model.pt`` + ``tokens.txt`` + ``configuration.json``,
+  loadable with ``funasr.AutoModel(model=DIR)``.
+* Whisper audio classification : ``save_pretrained`` output of
+  ``transformers.WhisperForAudioClassification`` plus its ``WhisperFeatureExtractor``.
+
+These models have random weights. Their predictions mean nothing; every directory
+carries a ``BATCHSER_TEST_MODEL`` marker file saying so, and batchser labels runs on
+such a model as a test model in the manifest.
+"""
+from __future__ import annotations
+
+import copy
+import json
+from pathlib import Path
+from typing import Any, Dict
+
+MARKER = "BATCHSER_TEST_MODEL"
+
+# emotion2vec+ tokens.txt as published with the checkpoints (Chinese/English pairs, then <unk>).
+E2V_TOKENS = [
+    "生气/angry", "厌恶/disgusted", "恐惧/fearful", "开心/happy", "中立/neutral",
+    "其他/other", "难过/sad", "吃惊/surprised", "<unk>",
+]
+
+# Architecture of emotion2vec / emotion2vec+ base: a data2vec 2.0 audio encoder.
+# Sources (stated per the Foundation issue):
+#  * the emotion2vec paper (arXiv 2312.15185) and README of ddlBoJack/emotion2vec: data2vec 2.0 base;
+#  * the public config.yaml of iic/emotion2vec_base (model_conf block: depth 8, num_heads 12,
+#    embed_dim 768, mlp_ratio 4, norm_eps 1e-5, layer_norm_first false, ...);
+#  * ports of the checkpoint to other frameworks (an MLX port's config): 7-layer conv extractor
+#    [(512,10,5)] + [(512,3,2)]*4 + [(512,2,2)]*2, conv_pos_width 95, conv_pos_depth 5,
+#    conv_pos_groups 16, prenet_depth 4, 10 extra tokens, ALiBi with learned per-head scale;
+#  * data2vec 2.0's audio defaults in fairseq (extractor_mode layer_norm, normalize true).
+# The large variant follows data2vec 2.0 large (embed 1024, 16 heads, 16 blocks + 8 prenet
+# blocks), which gives the ~300M parameters the emotion2vec_plus_large model card states.
+_E2V_BASE: Dict[str, Any] = {
+    "model": "Emotion2vec",
+    "model_conf": {
+        "loss_beta": 0.0,
+        "loss_scale": None,
+        "depth": 8,
+        "start_drop_path_rate": 0.0,
+        "end_drop_path_rate": 0.0,
+        "num_heads": 12,
+        "norm_eps": 1e-05,
+        "norm_affine": True,
+        "encoder_dropout": 0.1,
+        "post_mlp_drop": 0.1,
+        "attention_dropout": 0.1,
+        "activation_dropout": 0.0,
+        "dropout_input": 0.0,
+        "layerdrop": 0.05,
+        "embed_dim": 768,
+        "mlp_ratio": 4.0,
+        "layer_norm_first": False,
+        "average_top_k_layers": 8,
+        "end_of_block_targets": False,
+        "clone_batch": 8,
+        "layer_norm_target_layer": False,
+        "batch_norm_target_layer": False,
+        "instance_norm_target_layer": True,
+        "instance_norm_targets": False,
+        "layer_norm_targets": False,
+        "ema_decay": 0.999,
+        "ema_same_dtype": True,
+        "log_norms": True,
+        "ema_end_decay": 0.99999,
+        "ema_anneal_end_step": 20000,
+        "ema_encoder_only": False,
+        "max_update": 100000,
+        "extractor_mode": "layer_norm",
+        "shared_decoder": None,
+        "min_target_var": 0.1,
+        "min_pred_var": 0.01,
+        "supported_modality": "AUDIO",
+        "mae_init": False,
+        "seed": 1,
+        "skip_ema": False,
+        "cls_loss": 1.0,
+        "recon_loss": 0.0,
+        "d2v_loss": 1.0,
+        "decoder_group": False,
+        "adversarial_training": False,
+        "adversarial_hidden_dim": 128,
+        "adversarial_weight": 0.1,
+        "cls_type": "chunk",
+        "normalize": True,
+        "modalities": {
+            "audio": {
+                "type": "AUDIO",
+                "prenet_depth": 4,
+                "prenet_layerdrop": 0.05,
+                "prenet_dropout": 0.1,
+                "start_drop_path_rate": 0.0,
+                "end_drop_path_rate": 0.0,
+                "num_extra_tokens": 10,
+                "init_extra_token_zero": True,
+                "mask_noise_std": 0.01,
+                "mask_prob_min": None,
+                "inverse_mask": False,
+                "mask_prob": 0.5,
+                "mask_prob_adjust": 0.05,
+                "keep_masked_pct": 0.0,
+                "mask_length": 5,
+                "add_masks": False,
+                "remove_masks": False,
+                "mask_dropout": 0.0,
+                "encoder_zero_mask": True,
+                "mask_channel_prob": 0.0,
+                "mask_channel_length": 64,
+                "ema_local_encoder": False,
+                "local_grad_mult": 1.0,
+                "use_alibi_encoder": True,
+                "alibi_scale": 1.0,
+                "learned_alibi": False,
+                "alibi_max_pos": None,
+                "learned_alibi_scale": True,
+                "learned_alibi_scale_per_head": True,
+                "learned_alibi_scale_per_layer": False,
+                "num_alibi_heads": 12,
+                "model_depth": 8,
+                "decoder": {
+                    "decoder_dim": 384,
+                    "decoder_groups": 16,
+                    "decoder_kernel": 7,
+                    "decoder_layers": 4,
+                    "input_dropout": 0.1,
+                    "add_positions_masked": False,
+                    "add_positions_all": False,
+                    "decoder_residual": True,
+                    "projection_layers": 1,
+                    "projection_ratio": 2.0,
+                },
+                "extractor_mode": "layer_norm",
+                "feature_encoder_spec": "[(512, 10, 5)] + [(512, 3, 2)] * 4 + [(512,2,2)] + [(512,2,2)]",
+                "conv_pos_width": 95,
+                "conv_pos_groups": 16,
+                "conv_pos_depth": 5,
+                "conv_pos_pre_ln": False,
+            }
+        },
+    },
+    "tokenizer": "CharTokenizer",
+    "tokenizer_conf": {"unk_symbol": "<unk>", "split_with_space": True},
+}
+
+E2V_SIZES: Dict[str, Dict[str, Any]] = {
+    # published sizes
+    "base": {},
+    "large": {"embed_dim": 1024, "num_heads": 16, "depth": 16, "prenet_depth": 8},
+    # tiny: same layer types, small dims, for unit tests (runs in milliseconds on a CPU)
+    "tiny": {
+        "embed_dim": 64, "num_heads": 4, "depth": 2, "prenet_depth": 1,
+        "conv_dim": 32, "conv_pos_width": 15, "conv_pos_depth": 3, "conv_pos_groups": 4,
+        "num_extra_tokens": 2,
+    },
+}
+
+
+def emotion2vec_config(size: str = "tiny", head: bool = True) -> Dict[str, Any]:
+    """The config.yaml contents for an emotion2vec model of the given size."""
+    if size not in E2V_SIZES:
+        raise ValueError(f"unknown emotion2vec size {size!r}; choose from {sorted(E2V_SIZES)}")
+    cfg = copy.deepcopy(_E2V_BASE)
+    mc = cfg["model_conf"]
+    au = mc["modalities"]["audio"]
+    over = E2V_SIZES[size]
+    for key in ("embed_dim", "num_heads", "depth"):
+        if key in over:
+            mc[key] = over[key]
+    au["num_alibi_heads"] = mc["num_heads"]
+    au["model_depth"] = mc["depth"]
+    au["prenet_depth"] = over.get("prenet_depth", au["prenet_depth"])
+    for key in ("conv_pos_width", "conv_pos_depth", "conv_pos_groups", "num_extra_tokens"):
+        if key in over:
+            au[key] = over[key]
+    if "conv_dim" in over:
+        d = over["conv_dim"]
+        au["feature_encoder_spec"] = f"[({d}, 10, 5)] + [({d}, 3, 2)] * 4 + [({d},2,2)] + [({d},2,2)]"
+    if not head:
+        cfg.pop("tokenizer")
+        cfg.pop("tokenizer_conf")
+    return cfg
+
+
+def _write_marker(out: Path, what: str) -> None:
+    (out / MARKER).write_text(
+        f"{what}\nThis directory was made by batchser.testing with RANDOM weights.\n"
+        "Its predictions are meaningless; use it for plumbing tests and benchmarks only.\n",
+        encoding="utf-8",
+    )
+
+
+def make_emotion2vec_dir(out: str | Path, size: str = "tiny", seed: int = 0, head: bool = True) -> Path:
+    """Write a random-weight emotion2vec(+) model directory in funasr's layout.
+
+    ``head=False`` gives an ``emotion2vec_base``-like model (embeddings only, no classifier).
+    """
+    import torch
+    import yaml
+
+    from funasr.models.emotion2vec.model import Emotion2vec
+
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    cfg = emotion2vec_config(size, head=head)
+    torch.manual_seed(seed)
+    vocab = len(E2V_TOKENS) if head else -1
+    model = Emotion2vec(model_conf=cfg["model_conf"], vocab_size=vocab)
+    # Perturb every parameter: freshly initialised LayerNorms (weight 1, bias 0), zero extra
+    # tokens and a unit ALiBi scale would hide bugs that real trained weights expose.
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if "alibi_scale" in name:
+                p.uniform_(0.5, 1.5)
+            elif p.dim() == 1 or "extra_tokens" in name:
+                p.add_(0.1 * torch.randn_like(p))
+    state = {k: v for k, v in model.state_dict().items()}
+    torch.save({"model": state}, out / "model.pt")
+    with open(out / "config.yaml", "w", encoding="utf-8") as f:
+        yaml.safe_dump(cfg, f, allow_unicode=True, sort_keys=False)
+    if head:
+        (out / "tokens.txt").write_text("\n".join(E2V_TOKENS) + "\n", encoding="utf-8")
+    (out / "configuration.json").write_text(
+        json.dumps(
+            {
+                "framework": "pytorch",
+                "task": "emotion-recognition",
+                "model": {"type": "emotion2vec"},
+                "pipeline": {"type": "emotion-recognition"},
+                "model_name_in_hub": {"ms": "", "hf": ""},
+                "file_path_metas": {"init_param": "model.pt", "config": "config.yaml",
+                                    **({"tokenizer_conf": {"token_list": "tokens.txt"}} if head else {})},
+            },
+            indent=2,
+        ),
+        encoding="utf-8",
+    )
+    _write_marker(out, f"emotion2vec size={size} head={head} seed={seed}")
+    return out
+
+
+# Whisper encoder dimensions. large-v3: the published config.json of openai/whisper-large-v3
+# (d_model 1280, 32 encoder layers, 20 heads, ffn 5120, 128 mel bins, 1500 source positions).
+WHISPER_SIZES: Dict[str, Dict[str, Any]] = {
+    "large-v3": dict(d_model=1280, encoder_layers=32, encoder_attention_heads=20,
+                     encoder_ffn_dim=5120, num_mel_bins=128, max_source_positions=1500,
+                     decoder_layers=32, decoder_attention_heads=20, decoder_ffn_dim=5120),
+    "tiny": dict(d_model=64, encoder_layers=2, encoder_attention_heads=4, encoder_ffn_dim=128,
+                 num_mel_bins=128, max_source_positions=1500, decoder_layers=1,
+                 decoder_attention_heads=4, decoder_ffn_dim=128),
+}
+
+# Labels of the public Whisper-large-v3 emotion classifier the seeds mention (7 classes).
+WHISPER_LABELS = ["angry", "disgust", "fearful", "happy", "neutral", "sad", "surprised"]
+
+
+def make_whisper_classifier_dir(out: str | Path, size: str = "tiny", seed: int = 0) -> Path:
+    """Write a random-weight ``WhisperForAudioClassification`` directory (``save_pretrained`` layout)."""
+    import torch
+    from transformers import WhisperConfig, WhisperFeatureExtractor, WhisperForAudioClassification
+
+    if size not in WHISPER_SIZES:
+        raise ValueError(f"unknown whisper size {size!r}; choose from {sorted(WHISPER_SIZES)}")
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    dims = WHISPER_SIZES[size]
+    cfg = WhisperConfig(
+        **dims,
+        vocab_size=51866,
+        id2label=dict(enumerate(WHISPER_LABELS)),
+        label2id={l: i for i, l in enumerate(WHISPER_LABELS)},
+        classifier_proj_size=256,
+        use_weighted_layer_sum=False,
+    )
+    torch.manual_seed(seed)
+    model = WhisperForAudioClassification(cfg)
+    model.save_pretrained(out)
+    fe = WhisperFeatureExtractor(feature_size=dims["num_mel_bins"], do_normalize=True)
+    fe.save_pretrained(out)
+    _write_marker(out, f"whisper-audio-classification size={size} seed={seed}")
+    return out

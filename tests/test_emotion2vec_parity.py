@@ -1,0 +1,156 @@
+"""Batched emotion2vec must equal funasr's own per-utterance inference (same weights, same audio).
+
+These are the heart of the suite: padding must never change a result.
+"""
+from __future__ import annotations
+
+import contextlib
+
+import numpy as np
+import pytest
+import torch
+
+from batchser.models import emotion2vec as e2v
+from conftest import speechlike, write_wav
+
+LENGTHS = [16000, 8000, 23456, 4000, 40000, 1234, 16001]  # very different: lots of padding
+
+
+def reference(funasr_model, wav, tmp_path, granularity="utterance"):
+    p = write_wav(tmp_path / f"ref_{len(wav)}.wav", wav)  # float WAV at 16 kHz: lossless
+    r = funasr_model.generate(str(p), granularity=granularity, extract_embedding=True)[0]
+    return np.asarray(r["feats"]), np.asarray(r["scores"])
+
+
+@pytest.fixture(scope="module")
+def wavs():
+    return [speechlike(n, seed=i) for i, n in enumerate(LENGTHS)]
+
+
+def test_batched_equals_funasr_per_utterance(e2v_backend, funasr_model, wavs, tmp_path):
+    out = e2v_backend.forward(wavs)
+    assert out.embeddings.shape == (len(wavs), e2v_backend.embed_dim)
+    for i, w in enumerate(wavs):
+        feats, scores = reference(funasr_model, w, tmp_path)
+        np.testing.assert_allclose(out.embeddings[i], feats, atol=2e-5, rtol=0, err_msg=f"utt {i}")
+        np.testing.assert_allclose(out.scores[i], scores, atol=2e-6, rtol=0)
+        assert int(np.argmax(out.scores[i])) == int(np.argmax(scores))
+
+
+def test_frame_embeddings_equal_funasr_frames(e2v_backend, funasr_model, wavs, tmp_path):
+    out = e2v_backend.forward(wavs, frames=True)
+    for i, w in enumerate(wavs):
+        ref, _ = reference(funasr_model, w, tmp_path, granularity="frame")
+        assert out.frames[i].shape == ref.shape  # same number of 50 Hz frames
+        np.testing.assert_allclose(out.frames[i], ref, atol=5e-5, rtol=0)
+
+
+def test_batch_composition_never_changes_a_result(e2v_backend, wavs):
+    alone = np.stack([e2v_backend.forward([w]).embeddings[0] for w in wavs])
+    together = e2v_backend.forward(wavs).embeddings
+    perm = np.random.default_rng(0).permutation(len(wavs))
+    shuffled = e2v_backend.forward([wavs[i] for i in perm]).embeddings
+    np.testing.assert_allclose(together, alone, atol=2e-5, rtol=0)
+    np.testing.assert_allclose(shuffled, alone[perm], atol=2e-5, rtol=0)
+
+
+def test_naive_padded_batch_is_wrong(e2v_backend, wavs):
+    """funasr's extract_features with a padding mask leaks padding: the reason this module exists."""
+    model = e2v_backend.model
+    alone = np.stack([e2v_backend.forward([w]).embeddings[0] for w in wavs])
+    T = max(len(w) for w in wavs)
+    x = torch.zeros(len(wavs), T)
+    pad = torch.ones(len(wavs), T, dtype=torch.bool)
+    for i, w in enumerate(wavs):
+        x[i, : len(w)] = torch.from_numpy(w)
+        pad[i, : len(w)] = False
+    with torch.no_grad():
+        x = torch.nn.functional.layer_norm(x, x.shape[1:])
+        res = model.extract_features(x, padding_mask=pad)
+    feats = res["x"]
+    valid = (~res["padding_mask"]).float()[..., None]
+    naive = ((feats * valid).sum(1) / valid.sum(1)).numpy()
+    assert np.abs(naive - alone).max() > 1e-2
+
+
+@pytest.mark.parametrize("leak", ["positional_conv", "waveform_norm"])
+def test_each_padding_fix_is_needed(e2v_backend, wavs, monkeypatch, leak):
+    """Undo one fix at a time: results must then differ (so the parity tests can fail)."""
+    alone = np.stack([e2v_backend.forward([w]).embeddings[0] for w in wavs])
+    if leak == "positional_conv":
+        monkeypatch.setattr(e2v, "_zero_padded_conv_inputs", lambda *a, **k: contextlib.nullcontext())
+    else:
+        monkeypatch.setattr(e2v, "normalise_waveforms",
+                            lambda x, lengths, eps=1e-5: torch.nn.functional.layer_norm(x, x.shape[1:]))
+    leaky = e2v_backend.forward(wavs).embeddings
+    longest = int(np.argmax([len(w) for w in wavs]))
+    others = [i for i in range(len(wavs)) if i != longest]
+    assert np.abs(leaky[others] - alone[others]).max() > 1e-3
+
+
+def test_groupnorm_extractor_mode_parity(tmp_path, wavs):
+    """extractor_mode 'default' (GroupNorm over time in conv layer 0) must not leak either."""
+    import yaml
+
+    from batchser.models.emotion2vec import Emotion2vecBackend, load_funasr
+    from batchser.testing import make_emotion2vec_dir
+
+    d = make_emotion2vec_dir(tmp_path / "gn", size="tiny", seed=3)
+    cfg = yaml.safe_load((d / "config.yaml").read_text())
+    cfg["model_conf"]["modalities"]["audio"]["extractor_mode"] = "default"
+    # rebuild weights for the new layer types, same layout on disk
+    from funasr.models.emotion2vec.model import Emotion2vec
+
+    torch.manual_seed(3)
+    m = Emotion2vec(model_conf=cfg["model_conf"], vocab_size=9)
+    torch.save({"model": m.state_dict()}, d / "model.pt")
+    (d / "config.yaml").write_text(yaml.safe_dump(cfg, allow_unicode=True))
+    be = Emotion2vecBackend(str(d))
+    ref = load_funasr(str(d), "cpu")
+    out = be.forward(wavs[:4])
+    for i, w in enumerate(wavs[:4]):
+        feats, _ = reference(ref, w, tmp_path)
+        np.testing.assert_allclose(out.embeddings[i], feats, atol=2e-5, rtol=0)
+
+
+def test_embedding_only_model(e2v_nohead_dir, tmp_path, wavs):
+    from batchser.models.emotion2vec import Emotion2vecBackend, load_funasr
+
+    be = Emotion2vecBackend(str(e2v_nohead_dir))
+    assert be.labels == [] and be.model.proj is None
+    out = be.forward(wavs[:3])
+    assert out.scores is None
+    ref = load_funasr(str(e2v_nohead_dir), "cpu")
+    for i, w in enumerate(wavs[:3]):
+        p = write_wav(tmp_path / f"nh{i}.wav", w)
+        r = ref.generate(str(p), granularity="utterance")[0]
+        np.testing.assert_allclose(out.embeddings[i], r["feats"], atol=2e-5, rtol=0)
+
+
+def test_labels_come_from_tokens_txt(e2v_backend):
+    assert e2v_backend.labels == ["angry", "disgusted", "fearful", "happy", "neutral", "other",
+                                  "sad", "surprised", "unknown"]
+
+
+def test_unuse_tokens_are_dropped_like_funasr():
+    assert e2v.label_list(["生气/angry", "unuse_1", "<unk>"]) == ["angry", None, "unknown"]
+
+
+def test_conv_output_lengths_match_real_extractor(e2v_backend):
+    spec = e2v_backend.conv_spec
+    enc = e2v_backend.model.modality_encoders["AUDIO"]
+    for n in [400, 401, 719, 720, 16000, 23457]:
+        with torch.no_grad():
+            frames = enc.local_encoder(torch.zeros(1, n)).shape[-1]
+        assert int(e2v.conv_output_lengths(torch.tensor([n]), spec)[0]) == frames
+    assert e2v.min_samples(spec) == 400
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_amp_on_gpu_close_to_fp32(e2v_dir, wavs):
+    from batchser.models.emotion2vec import Emotion2vecBackend
+
+    ref = Emotion2vecBackend(str(e2v_dir), device="cuda", dtype="float32").forward(wavs)
+    amp = Emotion2vecBackend(str(e2v_dir), device="cuda", dtype="bfloat16").forward(wavs)
+    assert (ref.scores.argmax(1) == amp.scores.argmax(1)).mean() >= 0.85
+    assert np.abs(ref.scores - amp.scores).max() < 0.05
