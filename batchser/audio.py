@@ -66,10 +66,14 @@ def _read_file(path: str, start: Optional[float], end: Optional[float]) -> Tuple
         sf_err = e
     # libsndfile could not open it (e.g. m4a): fall back to librosa/audioread (ffmpeg).
     try:
+        import warnings
+
         import librosa
 
-        y, sr = librosa.load(path, sr=None, mono=False, offset=start or 0.0,
-                             duration=(end - (start or 0.0)) if end is not None else None)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            y, sr = librosa.load(path, sr=None, mono=False, offset=start or 0.0,
+                                 duration=(end - (start or 0.0)) if end is not None else None)
         y = np.atleast_2d(y).T.astype(np.float32)
         return y, int(sr)
     except Exception as e:

@@ -1,0 +1,142 @@
+"""End to end through the command line, as a user runs it."""
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pyarrow.parquet as pq
+import pytest
+from click.testing import CliRunner
+
+from batchser import open_results
+from batchser.cli import main
+from conftest import REPO, speechlike, write_wav
+
+
+def run_cli(*args):
+    r = CliRunner().invoke(main, [str(a) for a in args], catch_exceptions=False)
+    return r.exit_code, r.output
+
+
+def test_help_teaches():
+    code, out = run_cli("--help")
+    assert code == 0 and "run" in out and "make-test-model" in out
+    code, out = run_cli("run", "--help")
+    for opt in ("--batch-seconds", "--num-workers", "--model", "--granularity", "--no-pipes", "--audio-root",
+                "--emb-dtype", "--retry-errors"):
+        assert opt in out
+
+
+def test_offline_default_model_fails_fast_with_help(tmp_path, monkeypatch):
+    monkeypatch.setenv("BATCHSER_OFFLINE", "1")
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
+    monkeypatch.setenv("MODELSCOPE_CACHE", str(tmp_path / "ms"))
+    t = time.time()
+    code, out = run_cli("run", REPO / "sample_scp" / "wav.scp", "--out", tmp_path / "o")
+    assert code == 3 and time.time() - t < 30
+    assert "--model" in out and "make-test-model" in out
+
+
+def test_sample_scp_end_to_end(e2v_dir, tmp_path, monkeypatch):
+    monkeypatch.chdir(REPO)  # wav.scp paths are relative to the repo root
+    code, out = run_cli("run", "sample_scp/wav.scp", "--out", tmp_path / "o", "--model", e2v_dir,
+                        "--num-workers", "0", "-q")
+    assert code == 0, out
+    r = open_results(tmp_path / "o")
+    ids = [l.split()[0] for l in (REPO / "sample_scp" / "wav.scp").read_text().splitlines()]
+    assert sorted(r.labels.utt_id) == sorted(ids)
+    assert set(r.labels.ref_label) == {"neutral", "happy", "sad", "angry"}
+    assert r.labels.spk.notna().all()
+    scores = r.labels[[c for c in r.labels.columns if c.startswith("score_")]].to_numpy()
+    np.testing.assert_allclose(scores.sum(1), 1.0, atol=1e-5)
+    assert r.embeddings().shape == (len(ids), 64)
+    m = r.manifest
+    assert m["model"]["test_model"] is True and m["counts"]["ok_this_run"] == len(ids)
+    assert 0 < m["padding_efficiency"] <= 1 and m["model"]["weights_sha256"]
+
+
+def test_bad_utterances_go_to_errors_and_exit_1(e2v_dir, tmp_path, make_corpus):
+    nan = speechlike(16000, 9)
+    nan[5] = np.nan
+    d = make_corpus({"good1": 1.0, "good2": 2.5, "nan": nan, "short": speechlike(100, 1)})
+    with open(d / "wav.scp", "a") as f:
+        f.write("missing /no/such/file.wav\nbroken false |\nmalformed\n")
+    code, out = run_cli("run", d, "--out", tmp_path / "o", "--model", e2v_dir, "--num-workers", "2", "-q")
+    assert code == 1
+    r = open_results(tmp_path / "o")
+    assert sorted(r.labels.utt_id) == ["good1", "good2"]
+    e = r.errors.set_index("utt_id")
+    assert sorted(e.index) == ["broken", "malformed", "missing", "nan", "short"]
+    assert e.loc["nan", "stage"] == "decode" and "NaN" in e.loc["nan", "message"]
+    assert e.loc["missing", "stage"] == "read" and "wav.scp:5" in e.loc["missing", "message"]
+    assert "exit code" in e.loc["broken", "message"]
+
+
+def test_model_failure_isolated_to_one_utterance(e2v_dir, tmp_path, make_corpus, monkeypatch):
+    from batchser.models.emotion2vec import Emotion2vecBackend
+
+    d = make_corpus({f"u{i}": 1.0 + 0.1 * i for i in range(6)})
+    bad_len = int(1.3 * 16000)
+    orig = Emotion2vecBackend.forward
+
+    def flaky(self, wavs, frames=False):
+        if any(len(w) == bad_len for w in wavs):
+            raise RuntimeError("CUDA out of memory (simulated)")
+        return orig(self, wavs, frames)
+
+    monkeypatch.setattr(Emotion2vecBackend, "forward", flaky)
+    code, _ = run_cli("run", d, "--out", tmp_path / "o", "--model", e2v_dir, "--num-workers", "0", "-q")
+    r = open_results(tmp_path / "o")
+    assert code == 1 and sorted(r.labels.utt_id) == ["u0", "u1", "u2", "u4", "u5"]
+    assert list(r.errors.utt_id) == ["u3"] and r.errors.stage[0] == "model"
+
+
+def test_run_results_equal_direct_backend(e2v_dir, e2v_backend, tmp_path, make_corpus):
+    """The pipeline (decode, bucketing, writer) must not change what the model says."""
+    d = make_corpus({"a": 0.7, "b": 3.1, "c": 1.9}, sr=22050)
+    code, _ = run_cli("run", d, "--out", tmp_path / "o", "--model", e2v_dir, "--num-workers", "0",
+                      "--batch-seconds", "5", "--granularity", "frame", "-q")
+    assert code == 0
+    from batchser.audio import load_utterance
+    from batchser.corpus import read_corpus
+
+    r = open_results(tmp_path / "o")
+    for u in read_corpus(d).utterances:
+        ref = e2v_backend.forward([load_utterance(u)], frames=True)
+        np.testing.assert_allclose(r.embeddings([u.utt_id])[0], ref.embeddings[0], atol=2e-5)
+        np.testing.assert_allclose(r.frames(u.utt_id), ref.frames[0], atol=5e-5)
+
+
+def test_resume_after_kill_loses_and_duplicates_nothing(e2v_dir, tmp_path, make_corpus):
+    d = make_corpus({f"u{i:03d}": 0.5 + (i % 7) * 0.3 for i in range(60)})
+    out = tmp_path / "o"
+    cmd = [sys.executable, "-m", "batchser.cli", "run", str(d), "--out", str(out), "--model", str(e2v_dir),
+           "--num-workers", "0", "--part-size", "5", "--max-batch-size", "4", "-q"]
+    p = subprocess.Popen(cmd, cwd=REPO)
+    deadline = time.time() + 120
+    while time.time() < deadline and len(list((out / "labels").glob("part-*.parquet"))) < 3:
+        time.sleep(0.05)
+    p.send_signal(signal.SIGKILL)
+    p.wait()
+    first = sorted(u for f in (out / "labels").glob("part-*.parquet")
+                   for u in pq.read_table(f, columns=["utt_id"]).column("utt_id").to_pylist())
+    assert 0 < len(first) < 60, "kill came too late to test resume"
+    code = subprocess.run(cmd, cwd=REPO).returncode
+    assert code == 0
+    r = open_results(out)
+    ids = list(r.labels.utt_id)
+    assert sorted(ids) == [f"u{i:03d}" for i in range(60)] and len(ids) == len(set(ids))
+    assert set(first) <= set(ids)
+    assert r.embeddings().shape[0] == 60
+    assert r.manifest["counts"]["skipped_already_done"] == len(first)
+
+
+def test_make_test_model_whisper(tmp_path):
+    code, out = run_cli("make-test-model", tmp_path / "w", "--kind", "whisper")
+    assert code == 0 and (tmp_path / "w" / "config.json").exists()
+    code, out = run_cli("make-test-model", tmp_path / "x", "--size", "huge")
+    assert code == 2 and "huge" in out
