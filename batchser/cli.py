@@ -45,11 +45,14 @@ def main() -> None:
 @click.option("--backend", type=click.Choice(["auto", "emotion2vec"]), default="auto", show_default=True,
               help="Force a back-end instead of detecting it from the model directory.")
 @click.option("--device", default="auto", show_default=True, help="cpu, cuda, cuda:1, ... (auto: cuda when available).")
-@click.option("--dtype", type=click.Choice(["auto", "float32", "bfloat16", "float16"]), default="auto",
-              show_default=True, help="Compute dtype; auto = AMP bfloat16/float16 on CUDA, float32 on CPU.")
-@click.option("--batch-seconds", type=float, default=200.0, show_default=True,
-              help="Padded audio seconds per batch: bigger = faster until the GPU is full.")
-@click.option("--max-batch-size", type=int, default=64, show_default=True, help="Cap on utterances per batch.")
+@click.option("--dtype", type=click.Choice(["auto", "float32", "fp32", "bfloat16", "bf16", "float16", "fp16"]),
+              default="auto", show_default=True,
+              help="Compute dtype (AMP); auto = bfloat16 on CUDA (float16 where bf16 is unsupported), float32 on CPU.")
+@click.option("--batch-seconds", type=float, default=None,
+              help="Padded audio seconds per batch: bigger = faster until the GPU is full "
+                   "[default: 200 on CUDA, 32 on CPU].")
+@click.option("--max-batch-size", type=int, default=None,
+              help="Cap on utterances per batch [default: 64 on CUDA, 8 on CPU].")
 @click.option("--num-workers", type=int, default=-1, show_default=True,
               help="Decoding worker processes (-1: cores - 1, at most 8; 0: decode in the main process).")
 @click.option("--granularity", type=click.Choice(["utterance", "frame"]), default="utterance", show_default=True,
@@ -62,11 +65,13 @@ def main() -> None:
 @click.option("--pipe-timeout", type=float, default=300.0, show_default=True, help="Seconds before a pipe command is killed.")
 @click.option("--part-size", type=int, default=2000, show_default=True,
               help="Utterances per committed output part (what a crash can cost at most).")
+@click.option("--resume", is_flag=True,
+              help="Continue an interrupted run in OUT (also the default when OUT exists; the flag documents intent).")
 @click.option("--overwrite", is_flag=True, help="Delete OUT first instead of resuming it.")
 @click.option("--retry-errors", is_flag=True, help="When resuming, run the utterances in errors/ again.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar or notes.")
 def run(input_path, out, model, hub, backend, device, dtype, batch_seconds, max_batch_size, num_workers,
-        granularity, emb_dtype, audio_root, no_pipes, pipe_timeout, part_size, overwrite, retry_errors, quiet):
+        granularity, emb_dtype, audio_root, no_pipes, pipe_timeout, part_size, resume, overwrite, retry_errors, quiet):
     """Label every utterance of PATH (a wav.scp or a Kaldi data dir) and write OUT.
 
     \b
@@ -75,6 +80,8 @@ def run(input_path, out, model, hub, backend, device, dtype, batch_seconds, max_
     Running again with the same --out resumes: finished parts are kept and
     only the rest is processed, so nothing is lost or done twice.
     """
+    if resume and overwrite:
+        raise click.UsageError("--resume and --overwrite contradict each other")
     from .corpus import CorpusError
     from .models import ModelNotAvailable
     from .runner import RunConfig, run as do_run

@@ -91,7 +91,7 @@ class OutputWriter:
 
     def __init__(self, out_dir: str | os.PathLike, labels: Sequence[str], model_id: str,
                  emb_dtype: str = "float32", frames: bool = False, with_ref: bool = False,
-                 part_size: int = 2000):
+                 part_size: int = 2000, settings: Optional[Dict] = None):
         self.out = Path(out_dir)
         self.labels = list(labels)
         self.model_id = model_id
@@ -102,6 +102,7 @@ class OutputWriter:
         self.with_ref = with_ref
         for sub in ("labels", "embeddings", "errors") + (("frames",) if frames else ()):
             (self.out / sub).mkdir(parents=True, exist_ok=True)
+        self._check_settings(settings or {})
         self._clean()
         self.done_ids: Set[str] = set()
         self.error_ids: Set[str] = set()
@@ -115,6 +116,23 @@ class OutputWriter:
         self.n_errors_written = 0
 
     # -- resume -------------------------------------------------------------------------
+    def _check_settings(self, settings: Dict) -> None:
+        """Refuse to resume into a directory made with settings that change results.
+
+        ``settings.json`` is written when the directory is first used and compared on every resume.
+        """
+        path = self.out / "settings.json"
+        if path.exists():
+            old = json.loads(path.read_text(encoding="utf-8"))
+            diff = {k: (old.get(k), v) for k, v in settings.items() if old.get(k) != v}
+            if diff:
+                lines = "; ".join(f"{k}: {a!r} there, {b!r} now" for k, (a, b) in diff.items())
+                raise ValueError(
+                    f"cannot resume {self.out}: it was made with other settings ({lines}). "
+                    "Use a new --out directory, or --overwrite to start again.")
+        else:
+            atomic_write_text(path, json.dumps(settings, indent=2, sort_keys=True) + "\n")
+
     def _clean(self) -> None:
         """Remove temporaries and .npy parts whose table part never became visible."""
         for sub in ("labels", "embeddings", "errors", "frames"):

@@ -133,6 +133,34 @@ def test_resume_after_kill_loses_and_duplicates_nothing(e2v_dir, tmp_path, make_
     assert set(first) <= set(ids)
     assert r.embeddings().shape[0] == 60
     assert r.manifest["counts"]["skipped_already_done"] == len(first)
+    # equal to an uninterrupted run, value for value
+    ref_out = tmp_path / "ref"
+    assert subprocess.run(cmd[:cmd.index("--out") + 1] + [str(ref_out)] + cmd[cmd.index("--out") + 2:],
+                          cwd=REPO).returncode == 0
+    ref = open_results(ref_out)
+    a = r.labels.set_index("utt_id").sort_index()
+    b = ref.labels.set_index("utt_id").sort_index()
+    score_cols = [c for c in a.columns if c.startswith("score")]
+    np.testing.assert_allclose(a[score_cols].to_numpy(), b[score_cols].to_numpy(), atol=1e-6)
+    assert list(a.label) == list(b.label)
+    order = list(a.index)
+    np.testing.assert_allclose(r.embeddings(order), ref.embeddings(order), atol=1e-5)
+
+
+def test_resume_refuses_other_model_or_settings(e2v_dir, e2v_nohead_dir, tmp_path, make_corpus):
+    from batchser.testing import make_emotion2vec_dir
+
+    d = make_corpus({"a": 1.0, "b": 1.5})
+    out = tmp_path / "o"
+    assert run_cli("run", d, "--out", out, "--model", e2v_dir, "--num-workers", "0", "-q")[0] == 0
+    other = make_emotion2vec_dir(tmp_path / "other", size="tiny", seed=99)  # same labels, other weights
+    code, msg = run_cli("run", d, "--out", out, "--model", other, "--num-workers", "0", "-q")
+    assert code == 2 and "cannot resume" in msg and "model" in msg
+    code, msg = run_cli("run", d, "--out", out, "--model", e2v_dir, "--emb-dtype", "float16", "-q")
+    assert code == 2 and "emb_dtype" in msg
+    # the same settings resume fine (nothing left to do), --overwrite starts again
+    assert run_cli("run", d, "--out", out, "--model", e2v_dir, "--num-workers", "0", "--resume", "-q")[0] == 0
+    assert run_cli("run", d, "--out", out, "--model", other, "--num-workers", "0", "--overwrite", "-q")[0] == 0
 
 
 def test_make_test_model_whisper(tmp_path):

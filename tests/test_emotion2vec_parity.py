@@ -13,7 +13,8 @@ import torch
 from batchser.models import emotion2vec as e2v
 from conftest import speechlike, write_wav
 
-LENGTHS = [16000, 8000, 23456, 4000, 40000, 1234, 16001]  # very different: lots of padding
+# very different lengths in one batch (lots of padding), including the model's minimum (400 samples)
+LENGTHS = [16000, 8000, 23456, 4000, 40000, 1234, 16001, 400, 431]
 
 
 def reference(funasr_model, wav, tmp_path, granularity="utterance"):

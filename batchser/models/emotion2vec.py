@@ -189,7 +189,9 @@ def load_funasr(model_dir: str, device: str):
         root.setLevel(logging.ERROR)
         try:
             # disable_update: no hub call to check for funasr updates; a local dir: no download.
-            return AutoModel(model=str(model_dir), device=device, disable_update=True, disable_pbar=True)
+            # ncpu: keep torch's own thread count (funasr would otherwise force 4 threads).
+            return AutoModel(model=str(model_dir), device=device, disable_update=True, disable_pbar=True,
+                             ncpu=torch.get_num_threads())
         finally:
             root.setLevel(level)
 

@@ -1,0 +1,168 @@
+#!/usr/bin/env python3
+"""batchser vs funasr's own loop on the same corpus and the same model directory, in one run.
+
+    python bench/bench_emotion2vec.py --corpus ../shared/corpora/ravdess --size base
+
+Steps: (1) build (or reuse) a random-weight emotion2vec+ model of the requested size (speed does
+not depend on the weights' values); (2) decode the corpus once to 16 kHz float WAVs so both tools
+read identical audio; (3) time funasr's `AutoModel(model=DIR).generate(input=wav.scp, output_dir=...)`
+(what the model card tells users to do) and `batchser run` on that copy, each in its own process
+(peak RSS per tool); (4) time `batchser run` on the original files too (decode + resample included);
+(5) check the answers agree (labels identical, max score and embedding differences).
+Prints a table and writes bench_result.json into --work.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+HERE = Path(__file__).resolve().parent
+
+
+def worker_funasr(model_dir: str, scp: str, out: str, device: str) -> dict:
+    import contextlib
+    import io
+
+    t0 = time.time()
+    with contextlib.redirect_stdout(io.StringIO()):
+        import torch
+        from funasr import AutoModel
+
+        # same torch thread count as batchser uses (funasr's default would force 4 threads)
+        am = AutoModel(model=model_dir, device=device, disable_update=True, disable_pbar=True,
+                       ncpu=torch.get_num_threads())
+    t1 = time.time()
+    res = am.generate(input=scp, output_dir=out, granularity="utterance", extract_embedding=True)
+    t2 = time.time()
+    return {"load_s": t1 - t0, "run_s": t2 - t0,
+            "results": {r["key"]: {"scores": list(map(float, r["scores"])),
+                                   "feats": np.asarray(r["feats"]).tolist()} for r in res}}
+
+
+def worker_batchser(model_dir: str, scp: str, out: str, device: str, extra: list) -> dict:
+    from batchser.runner import RunConfig, run
+
+    t0 = time.time()
+    kw = dict(zip(extra[::2], extra[1::2]))
+    cfg = RunConfig(input=scp, out=out, model=model_dir, device=device, overwrite=True, progress=False,
+                    audio_root=kw.get("audio_root"),
+                    batch_seconds=float(kw["batch_seconds"]) if kw.get("batch_seconds") else None,
+                    num_workers=int(kw.get("num_workers", -1)))
+    s = run(cfg, log=lambda *_: None)
+    return {"run_s": time.time() - t0, "n_ok": s.n_ok, "n_errors": s.n_errors,
+            "padding_efficiency": s.padding_efficiency}
+
+
+def child(role: str, args: list) -> dict:
+    """Run one tool in a fresh process; return its JSON plus wall time and peak RSS."""
+    t = time.time()
+    p = subprocess.run([sys.executable, __file__, "--role", role, "--", *args], capture_output=True, text=True)
+    wall = time.time() - t
+    if p.returncode != 0:
+        raise SystemExit(f"{role} failed:\n{p.stderr[-3000:]}")
+    r = json.loads(p.stdout.strip().splitlines()[-1])
+    r["wall_s"] = wall
+    return r
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--role", default=None, help=argparse.SUPPRESS)
+    ap.add_argument("--corpus", default=str(HERE.parent.parent / "shared" / "corpora" / "ravdess"))
+    ap.add_argument("--size", default="base", choices=["tiny", "base", "large"])
+    ap.add_argument("--work", default="/tmp/batchser-bench")
+    ap.add_argument("--limit", type=int, default=0, help="use only the first N utterances")
+    ap.add_argument("--device", default="cpu")
+    ap.add_argument("--batch-seconds", type=float, default=0, help="0: batchser's default for the device")
+    ap.add_argument("--num-workers", type=int, default=-1)
+    ap.add_argument("rest", nargs="*")
+    a = ap.parse_args()
+
+    if a.role:
+        usage = resource.getrusage(resource.RUSAGE_SELF)
+        if a.role == "funasr":
+            r = worker_funasr(*a.rest[:4])
+        else:
+            r = worker_batchser(*a.rest[:4], a.rest[4:])
+        r["peak_rss_mb"] = max(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss,
+                               resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss, usage.ru_maxrss) / 1024
+        print(json.dumps(r))
+        return
+
+    from batchser.audio import load_utterance
+    from batchser.corpus import read_corpus
+    from batchser.testing import make_emotion2vec_dir
+    import soundfile as sf
+
+    work = Path(a.work)
+    work.mkdir(parents=True, exist_ok=True)
+    model = work / f"e2v_{a.size}"
+    if not (model / "model.pt").exists():
+        make_emotion2vec_dir(model, size=a.size, seed=0)
+    corpus = read_corpus(a.corpus, audio_root=a.corpus)
+    utts = corpus.utterances[: a.limit] if a.limit else corpus.utterances
+    # the original corpus, paths made absolute, for batchser end to end
+    orig = work / "orig"
+    orig.mkdir(exist_ok=True)
+    (orig / "wav.scp").write_text("".join(f"{u.utt_id} {u.source.value}\n" for u in utts))
+    # identical 16 kHz audio for both tools
+    c16 = work / "c16"
+    (c16 / "wav").mkdir(parents=True, exist_ok=True)
+    lines, audio_s = [], 0.0
+    for u in utts:
+        y = load_utterance(u)
+        audio_s += len(y) / 16000
+        p = c16 / "wav" / f"{u.utt_id}.wav"
+        sf.write(str(p), y, 16000, subtype="FLOAT")
+        lines.append(f"{u.utt_id} {p}\n")
+    (c16 / "wav.scp").write_text("".join(lines))
+
+    common = [str(model)]
+    opts = ["batch_seconds", str(a.batch_seconds), "num_workers", str(a.num_workers)]
+    fu = child("funasr", common + [str(c16 / "wav.scp"), str(work / "out_funasr"), a.device])
+    bs = child("batchser", common + [str(c16 / "wav.scp"), str(work / "out_bs16"), a.device] + opts)
+    bo = child("batchser", common + [str(orig / "wav.scp"), str(work / "out_bsorig"), a.device] + opts)
+
+    import batchser
+
+    res = batchser.open_results(work / "out_bs16")
+    df = res.labels.set_index("utt_id")
+    emb = res.embeddings()
+    labels = [c[len("score_"):] for c in df.columns if c.startswith("score_")]
+    same, max_ds, max_de = 0, 0.0, 0.0
+    for k, ref in fu["results"].items():
+        row = df.loc[k]
+        s_bs = np.array([row[f"score_{l}"] for l in labels])
+        s_fu = np.array(ref["scores"])
+        same += int(np.argmax(s_bs) == np.argmax(s_fu))
+        max_ds = max(max_ds, float(np.abs(s_bs - s_fu).max()))
+        max_de = max(max_de, float(np.abs(emb[df.index.get_loc(k)] - np.array(ref["feats"])).max()))
+    n = len(fu["results"])
+    out = {
+        "date": time.strftime("%Y-%m-%d"), "machine": f"{os.cpu_count()} CPU cores, {a.device}",
+        "model": f"emotion2vec+ {a.size} (random weights)", "utterances": n, "audio_seconds": audio_s,
+        "funasr_loop": {"wall_s": fu["wall_s"], "run_s": fu["run_s"], "x_rt": audio_s / fu["run_s"],
+                        "utt_per_s": n / fu["run_s"], "peak_rss_mb": fu["peak_rss_mb"]},
+        "batchser_16k": {"wall_s": bs["wall_s"], "run_s": bs["run_s"], "x_rt": audio_s / bs["run_s"],
+                         "utt_per_s": n / bs["run_s"], "peak_rss_mb": bs["peak_rss_mb"],
+                         "padding_efficiency": bs["padding_efficiency"]},
+        "batchser_original_files": {"wall_s": bo["wall_s"], "run_s": bo["run_s"], "x_rt": audio_s / bo["run_s"],
+                                    "peak_rss_mb": bo["peak_rss_mb"]},
+        "ratio_batchser_over_funasr_run": fu["run_s"] / bs["run_s"],
+        "ratio_batchser_over_funasr_wall": fu["wall_s"] / bs["wall_s"],
+        "agreement": {"labels_identical": f"{same}/{n}", "max_score_diff": max_ds, "max_embedding_diff": max_de},
+    }
+    (work / "bench_result.json").write_text(json.dumps(out, indent=2))
+    print(json.dumps(out, indent=2))
+
+
+if __name__ == "__main__":
+    main()
