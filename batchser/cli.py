@@ -27,6 +27,7 @@ def main() -> None:
       batchser run data/train/wav.scp --out outputs/          # real model from the hub
       batchser make-test-model /tmp/e2v                        # random-weight model, offline
       batchser run sample_scp/wav.scp --out outputs/ --model /tmp/e2v
+      batchser info data/train                                 # check a corpus first
 
     Outputs are Parquet tables (labels/, errors/) and .npy embeddings; read them with
     pandas, DuckDB or `batchser.open_results("outputs/")`. Exit codes: 0 all done,
@@ -115,6 +116,35 @@ def run(input_path, out, model, hub, backend, device, dtype, batch_seconds, max_
         err=True,
     )
     if s.n_errors:
+        sys.exit(EXIT_PARTIAL)
+
+
+@main.command()
+@click.argument("input_path", metavar="PATH", type=click.Path(exists=True))
+@click.option("--audio-root", type=click.Path(file_okay=False), default=None,
+              help="Resolve relative paths in wav.scp against this directory.")
+@click.option("--no-pipes", is_flag=True, help="Treat 'cmd |' entries as problems instead of running them.")
+@click.option("--no-probe", is_flag=True, help="Do not read audio headers for durations (segments/utt2dur only).")
+@click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
+def info(input_path, audio_root, no_pipes, no_probe, as_json):
+    """Summarise a corpus without running a model: counts, hours, duration histogram,
+    speakers, label distribution, and the problems the reader found (file:line).
+
+    Exits 0 when every line is usable, 1 when some are not, 2 when PATH cannot be read.
+    """
+    import json
+
+    from .corpus import CorpusError, read_corpus
+    from .info import format_text, summarise
+
+    try:
+        c = read_corpus(input_path, audio_root=audio_root, allow_pipes=not no_pipes)
+    except CorpusError as e:
+        click.echo(f"error: {e}", err=True)
+        sys.exit(EXIT_INPUT)
+    s = summarise(c, probe=not no_probe)
+    click.echo(json.dumps(s, indent=2) if as_json else format_text(s))
+    if s["unusable"]:
         sys.exit(EXIT_PARTIAL)
 
 

@@ -15,7 +15,7 @@ from typing import Dict, Iterator, List, Optional, Tuple
 _ARK_RE = re.compile(r"^(?P<path>.+):(?P<offset>\d+)(?P<slice>\[[^\]]*\])?$")
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class AudioSource:
     """Where a recording's bytes come from: a file, a shell pipe, or a Kaldi ark entry."""
 
@@ -23,7 +23,7 @@ class AudioSource:
     value: str  # path, command (without the trailing |), or "path.ark:offset"
 
 
-@dataclass
+@dataclass(slots=True)
 class Utterance:
     """One unit of work: a whole recording or a segment of one."""
 

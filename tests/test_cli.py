@@ -168,3 +168,20 @@ def test_make_test_model_whisper(tmp_path):
     assert code == 0 and (tmp_path / "w" / "config.json").exists()
     code, out = run_cli("make-test-model", tmp_path / "x", "--size", "huge")
     assert code == 2 and "huge" in out
+
+
+def test_info_summarises_without_a_model(tmp_path, make_corpus):
+    d = make_corpus({"a": 0.5, "b": 3.0, "c": 12.0}, extra={"utt2spk": "a s1\nb s1\nc s2\n",
+                                                           "utt2emo": "a happy\nb sad\nc happy\n"})
+    with open(d / "wav.scp", "a") as f:
+        f.write("d /no/such.wav\n")
+    code, out = run_cli("info", d)
+    assert code == 1
+    assert "3 usable, 1 unusable" in out and "speakers: 2" in out and "happy 2, sad 1" in out
+    assert "wav.scp:4" in out and "not found" in out
+    assert "10-20" in out and "0-1" in out  # histogram bins that hold the 12 s and 0.5 s clips
+    code, out = run_cli("info", d, "--json")
+    import json
+
+    s = json.loads(out)
+    assert s["utterances"] == 3 and abs(s["hours_known"] * 3600 - 15.5) < 0.01

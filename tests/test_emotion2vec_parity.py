@@ -155,3 +155,49 @@ def test_amp_on_gpu_close_to_fp32(e2v_dir, wavs):
     amp = Emotion2vecBackend(str(e2v_dir), device="cuda", dtype="bfloat16").forward(wavs)
     assert (ref.scores.argmax(1) == amp.scores.argmax(1)).mean() >= 0.85
     assert np.abs(ref.scores - amp.scores).max() < 0.05
+
+
+def test_chunked_attention_equals_funasr_attention(e2v_backend, wavs, monkeypatch):
+    """Query-block attention with on-the-fly ALiBi == funasr's AltAttention on the full bias."""
+    model = e2v_backend.model
+    T = max(len(w) for w in wavs)
+    x = torch.zeros(len(wavs), T)
+    for i, w in enumerate(wavs):
+        x[i, : len(w)] = torch.from_numpy(w)
+    lengths = torch.tensor([len(w) for w in wavs])
+    ref, flen, ref_logits = e2v.batched_forward(model, x, lengths, attention="reference")
+    monkeypatch.setattr(e2v, "ATTN_BLOCK_ELEMENTS", 4096)  # force many small query blocks
+    got, flen2, logits = e2v.batched_forward(model, x, lengths, attention="chunked")
+    assert torch.equal(flen, flen2)
+    for i in range(len(wavs)):
+        n = int(flen[i])
+        torch.testing.assert_close(got[i, :n], ref[i, :n], atol=2e-5, rtol=0)
+    torch.testing.assert_close(logits, ref_logits, atol=2e-5, rtol=0)
+
+
+def test_per_layer_alibi_scale_parity(tmp_path, wavs):
+    """Configs with a learned ALiBi scale per layer (sliced per stage by funasr) stay exact."""
+    import yaml
+
+    from batchser.models.emotion2vec import Emotion2vecBackend, load_funasr
+    from batchser.testing import make_emotion2vec_dir
+
+    d = make_emotion2vec_dir(tmp_path / "pl", size="tiny", seed=4)
+    cfg = yaml.safe_load((d / "config.yaml").read_text())
+    cfg["model_conf"]["modalities"]["audio"]["learned_alibi_scale_per_layer"] = True
+    from funasr.models.emotion2vec.model import Emotion2vec
+
+    torch.manual_seed(4)
+    m = Emotion2vec(model_conf=cfg["model_conf"], vocab_size=9)
+    with torch.no_grad():
+        m.modality_encoders["AUDIO"].alibi_scale.uniform_(0.2, 2.0)
+    torch.save({"model": m.state_dict()}, d / "model.pt")
+    (d / "config.yaml").write_text(yaml.safe_dump(cfg, allow_unicode=True))
+    be = Emotion2vecBackend(str(d))
+    assert be.model.modality_encoders["AUDIO"].alibi_scale.size(0) > 1
+    ref = load_funasr(str(d), "cpu")
+    out = be.forward(wavs[:4])
+    for i, w in enumerate(wavs[:4]):
+        feats, scores = reference(ref, w, tmp_path)
+        np.testing.assert_allclose(out.embeddings[i], feats, atol=2e-5, rtol=0)
+        np.testing.assert_allclose(out.scores[i], scores, atol=2e-6, rtol=0)

@@ -11,12 +11,16 @@ padding would leak into valid frames:
    normalises over time: that layer is then run per utterance;
 3. the convolutional relative positional encoder ("same" padding, several layers): padded
    frames are zeroed before every Conv1d, as the reference's implicit zero padding would be;
-4. attention: padded keys are masked (funasr's own ``AltAttention`` does this given the mask);
+4. attention: padded keys are masked. funasr's ``AltAttention`` materialises a B x H x T x T
+   ALiBi bias and score matrix (10 GB for one 5-minute utterance with 12 heads); we compute
+   the same attention in query blocks with ``scaled_dot_product_attention``, building each
+   block's ALiBi bias on the fly, so memory grows with T x block, not T x T;
 5. pooling and the classifier head: mean over valid frames only.
 """
 from __future__ import annotations
 
 import contextlib
+import functools
 from dataclasses import dataclass
 from typing import List, Optional
 
@@ -104,12 +108,78 @@ def _local_features(parts: _Parts, wavs: torch.Tensor, lengths: torch.Tensor) ->
     return torch.cat([F.pad(o, (0, 0, 0, T - o.shape[1])) for o in outs], 0)
 
 
+class LazyAlibi:
+    """The ALiBi bias funasr would materialise, described instead: ``-slope[h] * |i - j| * scale[h]``
+    between frames, 0 on rows/columns of the ``num_extra`` extra tokens in front."""
+
+    def __init__(self, slopes: torch.Tensor, num_extra: int, scale: Optional[torch.Tensor] = None):
+        self.slopes, self.num_extra, self.scale = slopes, num_extra, scale  # slopes: H (float32)
+
+    def scaled(self, scale: torch.Tensor) -> "LazyAlibi":
+        s = scale.reshape(-1).float()
+        return LazyAlibi(self.slopes, self.num_extra, s if self.scale is None else self.scale * s)
+
+    def block(self, q0: int, q1: int, n: int, device) -> torch.Tensor:
+        """Bias rows q0..q1 over all n keys: H x (q1 - q0) x n, float32."""
+        e = self.num_extra
+        qi = torch.arange(q0, q1, device=device) - e
+        kj = torch.arange(n, device=device) - e
+        dist = (qi[:, None] - kj[None, :]).abs().float()
+        slopes = self.slopes.to(device)
+        if self.scale is not None:
+            slopes = slopes * self.scale.to(device)
+        bias = -slopes[:, None, None] * dist[None]
+        if e:
+            bias = bias.masked_fill(((qi < 0)[:, None] | (kj < 0)[None, :])[None], 0.0)
+        return bias
+
+
+# elements of one block's B x H x q x N score tensor (fp32: 1 GiB)
+ATTN_BLOCK_ELEMENTS = 1 << 28
+
+
+def _chunked_attention(mod, x: torch.Tensor, padding_mask=None, alibi_bias=None) -> torch.Tensor:
+    """AltAttention.forward, computed in query blocks (same result, bounded memory)."""
+    B, N, C = x.shape
+    H = mod.num_heads
+    qkv = mod.qkv(x).reshape(B, N, 3, H, C // H).permute(2, 0, 3, 1, 4)
+    q, k, v = qkv[0], qkv[1], qkv[2]
+    key_pad = padding_mask.to(torch.bool)[:, None, None, :] if padding_mask is not None else None
+    step = max(1, min(N, ATTN_BLOCK_ELEMENTS // max(1, B * H * N)))
+    out = torch.empty_like(q)
+    for q0 in range(0, N, step):
+        q1 = min(N, q0 + step)
+        bias = alibi_bias.block(q0, q1, N, x.device)[None] if alibi_bias is not None else \
+            torch.zeros(1, 1, q1 - q0, N, device=x.device)
+        if bias.shape[1] not in (1, H):  # ALiBi on the first heads only, like funasr's attn[:, :h] += bias
+            bias = F.pad(bias, (0, 0, 0, 0, 0, H - bias.shape[1]))
+        if key_pad is not None:
+            bias = bias.masked_fill(key_pad, float("-inf"))
+        out[:, :, q0:q1] = F.scaled_dot_product_attention(
+            q[:, :, q0:q1], k, v, attn_mask=bias.to(q.dtype).expand(B, H, q1 - q0, N), scale=mod.scale)
+    return mod.proj(out.transpose(1, 2).reshape(B, N, C))
+
+
+@contextlib.contextmanager
+def _memory_efficient_attention(model: torch.nn.Module):
+    """Route every AltAttention of ``model`` through :func:`_chunked_attention` while active."""
+    mods = [m for m in model.modules() if type(m).__name__ == "AltAttention" and not m.cosine_attention]
+    for m in mods:
+        m.forward = functools.partial(_chunked_attention, m)
+    try:
+        yield
+    finally:
+        for m in mods:
+            del m.forward
+
+
 @torch.no_grad()
-def batched_forward(model: torch.nn.Module, wavs: torch.Tensor, lengths: torch.Tensor):
+def batched_forward(model: torch.nn.Module, wavs: torch.Tensor, lengths: torch.Tensor, attention: str = "chunked"):
     """Run emotion2vec on a padded batch.
 
     Returns ``(frames B x T' x D, frame_lengths B, logits B x V or None)`` where frames past
     ``frame_lengths`` are padding (undefined values) and logits come from the mean of valid frames.
+    ``attention="reference"`` runs funasr's own attention on a materialised bias (for tests).
     """
     parts = _parts(model)
     enc = parts.enc
@@ -126,39 +196,49 @@ def batched_forward(model: torch.nn.Module, wavs: torch.Tensor, lengths: torch.T
             x_pos = enc.relative_positional_encoder(x)
         x = x + x_pos
 
-    alibi_bias = None
-    alibi_scale = enc.alibi_scale
-    if enc.get_alibi_bias is not None:
-        alibi_bias = enc.get_alibi_bias(
-            batch_size=B, time_steps=T, heads=enc.modality_cfg.num_alibi_heads,
-            dtype=torch.float32, device=x.device,
-        )
-        if alibi_scale is not None:
-            alibi_scale = alibi_scale.clamp_min(0)
-            if alibi_scale.size(0) == 1:
-                alibi_bias = alibi_bias * alibi_scale.squeeze(0).type_as(alibi_bias)
-                alibi_scale = None
-
     key_pad = pad
     if enc.extra_tokens is not None:
-        n = enc.extra_tokens.size(1)
         x = torch.cat([enc.extra_tokens.expand(B, -1, -1), x], dim=1)
-        key_pad = F.pad(pad, (n, 0))
-        if alibi_bias is not None:
-            alibi_bias = F.pad(alibi_bias, (n, 0, n, 0))
+        key_pad = F.pad(pad, (parts.num_extra, 0))
 
+    # ALiBi: one lazily evaluated bias, scaled per layer as funasr scales its materialised one
+    alibi = None
+    scales = None  # per-layer scales, or None when the (single) scale is folded in
+    if enc.get_alibi_bias is not None:
+        from funasr.models.emotion2vec.base import get_alibi
+
+        H = enc.modality_cfg.num_alibi_heads
+        alibi = LazyAlibi(-get_alibi(2, H)[:, 0, 1].float(), parts.num_extra)
+        if enc.alibi_scale is not None:
+            sc = enc.alibi_scale.clamp_min(0)
+            if sc.size(0) == 1:
+                alibi = alibi.scaled(sc.squeeze(0))
+            else:
+                scales = sc
+
+    def stage_bias(stage_scales: Optional[torch.Tensor], j: int):
+        if alibi is None or stage_scales is None:
+            return alibi
+        return alibi.scaled(stage_scales[j] if stage_scales.size(0) > 1 else stage_scales.squeeze(0))
+
+    def run_blocks(x, blocks, stage_scales):
+        for j, blk in enumerate(blocks):
+            ab = stage_bias(stage_scales, j)
+            if attention != "chunked" and ab is not None:  # funasr's own attention, materialised bias
+                ab = ab.block(0, x.shape[1], x.shape[1], x.device)[None].expand(B, -1, -1, -1)
+            x, _ = blk(x, padding_mask=key_pad, alibi_bias=ab)
+        return x
+
+    # funasr slices per-layer scales per stage: [:prenet] for the context encoder, the rest after
     prenet = enc.modality_cfg.prenet_depth
-    x = enc.context_encoder(
-        x, key_pad, alibi_bias,
-        alibi_scale[:prenet] if alibi_scale is not None else None,
-    )
-    main_scale = alibi_scale[prenet:] if alibi_scale is not None and alibi_scale.size(0) > 1 else alibi_scale
-    for i, blk in enumerate(model.blocks):
-        ab = alibi_bias
-        if ab is not None and main_scale is not None:
-            scale = main_scale[i] if main_scale.size(0) > 1 else main_scale.squeeze(0)
-            ab = ab * scale.type_as(ab)
-        x, _ = blk(x, padding_mask=key_pad, alibi_bias=ab)
+    ctx = enc.context_encoder
+    with _memory_efficient_attention(model) if attention == "chunked" else contextlib.nullcontext():
+        if ctx.norm is not None and not ctx.layer_norm_first:
+            x = ctx.norm(x)
+        x = run_blocks(x, ctx.blocks, scales[:prenet] if scales is not None else None)
+        if ctx.norm is not None and ctx.layer_norm_first:
+            x = ctx.norm(x)
+        x = run_blocks(x, model.blocks, scales[prenet:] if scales is not None else None)
     if model.norm is not None:
         x = model.norm(x)
     frames = x[:, parts.num_extra :]
