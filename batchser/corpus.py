@@ -35,7 +35,13 @@ class Utterance:
     spk: Optional[str] = None
     duration: Optional[float] = None  # known without decoding (segments, utt2dur, reco2dur)
     ref_label: Optional[str] = None
-    where: str = ""  # "file:line" of the defining line, for messages
+    list_file: str = ""  # the file (wav.scp or segments) whose line defined this utterance
+    line: int = 0
+
+    @property
+    def where(self) -> str:
+        """'file:line' of the defining line, for messages."""
+        return f"{self.list_file}:{self.line}"
 
 
 @dataclass
@@ -60,6 +66,18 @@ class Corpus:
         return len(self.utterances) + len(self.errors)
 
 
+class _Where:
+    """'file:line', formatted only when a message needs it (the reader's hot loop makes millions)."""
+
+    __slots__ = ("file", "line")
+
+    def __init__(self, file: str, line: int):
+        self.file, self.line = file, line
+
+    def __format__(self, spec: str) -> str:
+        return f"{self.file}:{self.line}"
+
+
 class CorpusError(ValueError):
     """The corpus cannot be read at all (missing wav.scp, unreadable file)."""
 
@@ -81,9 +99,9 @@ def _split_id(line: str) -> Tuple[str, str]:
     return parts[0], (parts[1].strip() if len(parts) > 1 else "")
 
 
-def _read_table(path: Path, errors: List[ReadError]) -> Dict[str, Tuple[str, str]]:
-    """Two-column Kaldi table (id value) -> {id: (value, 'file:line')}. Bad lines -> errors."""
-    out: Dict[str, Tuple[str, str]] = {}
+def _read_table(path: Path, errors: List[ReadError]) -> Dict[str, Tuple[str, int]]:
+    """Two-column Kaldi table (id value) -> {id: (value, line)}. Bad lines -> errors."""
+    out: Dict[str, Tuple[str, int]] = {}
     if not path.exists():
         return out
     for no, line in _lines(path):
@@ -92,9 +110,9 @@ def _read_table(path: Path, errors: List[ReadError]) -> Dict[str, Tuple[str, str
         if not val:
             errors.append(ReadError(key, f"{where}: malformed line, expected '<id> <value>': {line!r}"))
         elif key in out:
-            errors.append(ReadError(key, f"{where}: duplicate id {key!r} (first at {out[key][1]}); line ignored"))
+            errors.append(ReadError(key, f"{where}: duplicate id {key!r} (first at line {out[key][1]}); line ignored"))
         else:
-            out[key] = (val, where)
+            out[key] = (val, no)
     return out
 
 
@@ -145,17 +163,17 @@ def read_corpus(path: str | os.PathLike, audio_root: Optional[str] = None, allow
     base = Path(audio_root) if audio_root else Path.cwd()
     corpus = Corpus(data_dir=data_dir, wav_scp=scp)
 
-    recs: Dict[str, Tuple[AudioSource, str]] = {}
-    seen: Dict[str, str] = {}
+    recs: Dict[str, Tuple[AudioSource, int]] = {}
+    seen: Dict[str, int] = {}
     rec_bad: Dict[str, str] = {}
     errs: List[ReadError] = []  # wav.scp problems; about recordings, which are utterances without segments
     for no, line in _lines(scp):
         rec, rx = _split_id(line)
         where = f"{scp}:{no}"
         if rec in seen:
-            errs.append(ReadError(rec, f"{where}: duplicate recording id {rec!r} (first at {seen[rec]}); line ignored"))
+            errs.append(ReadError(rec, f"{where}: duplicate recording id {rec!r} (first at line {seen[rec]}); line ignored"))
             continue
-        seen[rec] = where
+        seen[rec] = no
         if not rx:
             errs.append(ReadError(rec, f"{where}: malformed line, expected '<recording-id> <rxfilename>': {line!r}"))
             continue
@@ -164,7 +182,7 @@ def read_corpus(path: str | os.PathLike, audio_root: Optional[str] = None, allow
             errs.append(ReadError(rec, msg))
             rec_bad[rec] = msg
             continue
-        recs[rec] = (src, where)
+        recs[rec] = (src, no)
 
     warn = corpus.warnings
     spk = _read_table(data_dir / "utt2spk", warn)
@@ -183,18 +201,19 @@ def read_corpus(path: str | os.PathLike, audio_root: Optional[str] = None, allow
     if seg_path.exists():
         warn.extend(errs)  # with segments, utterances are the segments: report per segment below
         errs = []
-        seen_utt: Dict[str, str] = {}
+        seen_utt: Dict[str, int] = {}
+        seg_file = str(seg_path)
         for no, line in _lines(seg_path):
-            where = f"{seg_path}:{no}"
+            where = _Where(seg_file, no)
             f = line.split()
             uid = f[0]
             if len(f) != 4:
                 errs.append(ReadError(uid, f"{where}: malformed segment, expected '<utt> <rec> <start> <end>': {line!r}"))
                 continue
             if uid in seen_utt:
-                errs.append(ReadError(uid, f"{where}: duplicate utterance id {uid!r} (first at {seen_utt[uid]}); line ignored"))
+                errs.append(ReadError(uid, f"{where}: duplicate utterance id {uid!r} (first at line {seen_utt[uid]}); line ignored"))
                 continue
-            seen_utt[uid] = where
+            seen_utt[uid] = no
             rec, s, e = f[1], fnum(f[2]), fnum(f[3])
             if rec not in recs:
                 why = f"which is unusable: {rec_bad[rec]}" if rec in rec_bad else (
@@ -213,13 +232,14 @@ def read_corpus(path: str | os.PathLike, audio_root: Optional[str] = None, allow
             corpus.utterances.append(Utterance(
                 utt_id=uid, rec_id=rec, source=recs[rec][0], start=s, end=end,
                 spk=spk.get(uid, (None,))[0], duration=known,
-                ref_label=emo.get(uid, (None,))[0], where=where))
+                ref_label=emo.get(uid, (None,))[0], list_file=seg_file, line=no))
     else:
-        for rec, (src, where) in recs.items():
+        scp_file = str(scp)
+        for rec, (src, no) in recs.items():
             d = dur.get(rec) or rdur.get(rec)
             corpus.utterances.append(Utterance(
                 utt_id=rec, rec_id=rec, source=src, spk=spk.get(rec, (None,))[0],
-                duration=fnum(d[0]) if d else None, ref_label=emo.get(rec, (None,))[0], where=where))
+                duration=fnum(d[0]) if d else None, ref_label=emo.get(rec, (None,))[0], list_file=scp_file, line=no))
     # An id is either work or an error row, never both: a duplicate line of an id that is
     # processed (or already reported) becomes a warning.
     ok = {u.utt_id for u in corpus.utterances}
