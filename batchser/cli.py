@@ -56,10 +56,16 @@ def main() -> None:
               help="Cap on utterances per batch [default: 64 on CUDA, 8 on CPU].")
 @click.option("--num-workers", type=int, default=-1, show_default=True,
               help="Decoding worker processes (-1: cores - 1, at most 8; 0: decode in the main process).")
+@click.option("--max-seconds", type=float, default=600.0, show_default=True,
+              help="Longer utterances run in equal windows of at most this length; their frame-weighted "
+                   "mean embedding and its class scores stand for the whole utterance.")
 @click.option("--granularity", type=click.Choice(["utterance", "frame"]), default="utterance", show_default=True,
               help="frame: also write 50 Hz frame embeddings (frames/ + offsets in the table).")
 @click.option("--emb-dtype", type=click.Choice(["float32", "float16"]), default="float32", show_default=True,
               help="Storage dtype of the .npy embeddings.")
+@click.option("--npy-layout", type=click.Choice(["parts", "per-utt"]), default="parts", show_default=True,
+              help="per-utt: also write OUT/npy/<utt>.npy per utterance, like funasr's output_dir "
+                   "(ids sanitised; the table's npy_file column names each file).")
 @click.option("--audio-root", type=click.Path(file_okay=False), default=None,
               help="Resolve relative paths in wav.scp against this directory (default: the current directory, as Kaldi).")
 @click.option("--no-pipes", is_flag=True, help="Refuse wav.scp entries that run shell commands ('cmd |').")
@@ -71,8 +77,8 @@ def main() -> None:
 @click.option("--overwrite", is_flag=True, help="Delete OUT first instead of resuming it.")
 @click.option("--retry-errors", is_flag=True, help="When resuming, run the utterances in errors/ again.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar or notes.")
-def run(input_path, out, model, hub, backend, device, dtype, batch_seconds, max_batch_size, num_workers,
-        granularity, emb_dtype, audio_root, no_pipes, pipe_timeout, part_size, resume, overwrite, retry_errors, quiet):
+def run(input_path, out, model, hub, backend, device, dtype, batch_seconds, max_batch_size, num_workers, max_seconds,
+        granularity, emb_dtype, npy_layout, audio_root, no_pipes, pipe_timeout, part_size, resume, overwrite, retry_errors, quiet):
     """Label every utterance of PATH (a wav.scp or a Kaldi data dir) and write OUT.
 
     \b
@@ -89,8 +95,8 @@ def run(input_path, out, model, hub, backend, device, dtype, batch_seconds, max_
 
     cfg = RunConfig(
         input=input_path, out=out, model=model, hub=hub, backend=backend, device=device, dtype=dtype,
-        batch_seconds=batch_seconds, max_batch_size=max_batch_size, num_workers=num_workers,
-        granularity=granularity, emb_dtype=emb_dtype, audio_root=audio_root, allow_pipes=not no_pipes,
+        batch_seconds=batch_seconds, max_batch_size=max_batch_size, num_workers=num_workers, max_seconds=max_seconds,
+        granularity=granularity, emb_dtype=emb_dtype, npy_layout=npy_layout, audio_root=audio_root, allow_pipes=not no_pipes,
         pipe_timeout=pipe_timeout, part_size=part_size, overwrite=overwrite, retry_errors=retry_errors,
         progress=not quiet, argv=list(sys.argv),
     )

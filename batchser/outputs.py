@@ -71,7 +71,7 @@ def score_column(label: str) -> str:
 ERROR_SCHEMA = pa.schema([("utt_id", pa.string()), ("stage", pa.string()), ("message", pa.string())])
 
 
-def labels_schema(labels: Sequence[str], frames: bool, with_ref: bool) -> pa.Schema:
+def labels_schema(labels: Sequence[str], frames: bool, with_ref: bool, per_utt: bool = False) -> pa.Schema:
     fields = [
         ("utt_id", pa.string()), ("rec_id", pa.string()), ("spk", pa.string()),
         ("start", pa.float64()), ("end", pa.float64()), ("duration", pa.float64()),
@@ -81,9 +81,24 @@ def labels_schema(labels: Sequence[str], frames: bool, with_ref: bool) -> pa.Sch
     fields += [("model", pa.string()), ("emb_file", pa.string()), ("emb_row", pa.int64())]
     if frames:
         fields += [("frame_file", pa.string()), ("frame_offset", pa.int64()), ("frame_count", pa.int64())]
+    if per_utt:
+        fields += [("npy_file", pa.string())]
     if with_ref:
         fields += [("ref_label", pa.string())]
     return pa.schema(fields)
+
+
+def per_utt_name(utt_id: str) -> str:
+    """File stem for ``--npy-layout per-utt``: the id itself when safe, else a sanitised id plus a
+    short hash (so two ids that sanitise alike never share a file). Never escapes its directory."""
+    import hashlib
+
+    from .corpus import safe_filename
+
+    safe = safe_filename(utt_id)
+    if safe == utt_id:
+        return safe
+    return f"{safe[:180]}-{hashlib.sha1(utt_id.encode('utf-8')).hexdigest()[:8]}"
 
 
 class OutputWriter:
@@ -91,16 +106,17 @@ class OutputWriter:
 
     def __init__(self, out_dir: str | os.PathLike, labels: Sequence[str], model_id: str,
                  emb_dtype: str = "float32", frames: bool = False, with_ref: bool = False,
-                 part_size: int = 2000, settings: Optional[Dict] = None):
+                 part_size: int = 2000, settings: Optional[Dict] = None, npy_layout: str = "parts"):
         self.out = Path(out_dir)
         self.labels = list(labels)
         self.model_id = model_id
         self.emb_dtype = np.dtype(emb_dtype)
         self.frames = frames
         self.part_size = part_size
-        self.schema = labels_schema(self.labels, frames, with_ref)
+        self.per_utt = npy_layout == "per-utt"
+        self.schema = labels_schema(self.labels, frames, with_ref, self.per_utt)
         self.with_ref = with_ref
-        for sub in ("labels", "embeddings", "errors") + (("frames",) if frames else ()):
+        for sub in ("labels", "embeddings", "errors") + (("frames",) if frames else ()) + (("npy",) if self.per_utt else ()):
             (self.out / sub).mkdir(parents=True, exist_ok=True)
         self._check_settings(settings or {})
         self._clean()
@@ -135,7 +151,7 @@ class OutputWriter:
 
     def _clean(self) -> None:
         """Remove temporaries and .npy parts whose table part never became visible."""
-        for sub in ("labels", "embeddings", "errors", "frames"):
+        for sub in ("labels", "embeddings", "errors", "frames", "npy"):
             d = self.out / sub
             if not d.is_dir():
                 continue
@@ -209,6 +225,11 @@ class OutputWriter:
                     r["frame_count"] = int(c)
                 _save_npy(self.out / "frames" / f"{name}.npy",
                           np.concatenate(self._frames, 0).astype(self.emb_dtype))
+            if self.per_utt:  # like funasr's output_dir: <utt>.npy, the embedding (or frames)
+                for k, r in enumerate(rows):
+                    fname = f"npy/{per_utt_name(r['utt_id'])}.npy"
+                    _save_npy(self.out / fname, self._frames[k].astype(self.emb_dtype) if self.frames else emb[k])
+                    r["npy_file"] = fname
             _save_npy(self.out / "embeddings" / f"{name}.npy", emb)
             table = pa.Table.from_pylist(rows, schema=self.schema)
             _save_parquet(self.out / "labels" / f"{name}.parquet", table)

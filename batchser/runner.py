@@ -19,6 +19,7 @@ from .audio import AudioError, load_utterance, probe_duration
 from .batching import make_batches
 from .corpus import Corpus, Utterance, read_corpus
 from .outputs import OutputWriter, score_column
+from .worker import run_items
 
 
 @dataclass
@@ -35,9 +36,11 @@ class RunConfig:
     num_workers: int = -1
     granularity: str = "utterance"
     emb_dtype: str = "float32"
+    npy_layout: str = "parts"
     audio_root: Optional[str] = None
     allow_pipes: bool = True
     pipe_timeout: float = 300.0
+    max_seconds: float = 600.0
     part_size: int = 2000
     overwrite: bool = False
     retry_errors: bool = False
@@ -51,6 +54,7 @@ class RunSummary:
     n_ok: int = 0
     n_errors: int = 0
     n_skipped: int = 0  # committed by an earlier run
+    n_windowed: int = 0  # longer than max_seconds: run in windows
     audio_seconds: float = 0.0
     padded_seconds: float = 0.0
     wall_seconds: float = 0.0
@@ -122,32 +126,6 @@ def _identity(batch):
     return batch
 
 
-def _is_oom(e: BaseException) -> bool:
-    return "out of memory" in str(e).lower() or type(e).__name__ == "OutOfMemoryError"
-
-
-def _forward_safe(backend, wavs: List[np.ndarray], frames: bool, offset: int = 0):
-    """Run a batch; on failure split it to isolate bad items (and back off on OOM).
-
-    Yields ``(offset, count, BatchOutput or None, error or None)`` covering ``wavs`` in order.
-    """
-    try:
-        yield offset, len(wavs), backend.forward(wavs, frames=frames), None
-        return
-    except Exception as e:
-        if _is_oom(e):
-            import torch
-
-            if torch.cuda.is_available():
-                torch.cuda.empty_cache()
-        if len(wavs) == 1:
-            yield offset, 1, None, f"{type(e).__name__}: {e}"
-            return
-    h = len(wavs) // 2
-    yield from _forward_safe(backend, wavs[:h], frames, offset)
-    yield from _forward_safe(backend, wavs[h:], frames, offset + h)
-
-
 def _row(u: Utterance, dur: float, labels: List[str], scores: Optional[np.ndarray], with_ref: bool) -> Dict:
     r = {"utt_id": u.utt_id, "rec_id": u.rec_id, "spk": u.spk, "start": u.start or 0.0,
          "end": u.end if u.end is not None else (u.start or 0.0) + dur, "duration": dur}
@@ -204,9 +182,11 @@ def run(cfg: RunConfig, log=print) -> RunSummary:
     settings = {  # what changes results: resuming with anything else is refused
         "model": info.sha256 or info.id, "backend": info.backend, "labels": backend.labels,
         "dtype": dtype, "granularity": cfg.granularity, "emb_dtype": cfg.emb_dtype,
+        "max_seconds": cfg.max_seconds, "npy_layout": cfg.npy_layout,
     }
     writer = OutputWriter(out, backend.labels, info.id, emb_dtype=cfg.emb_dtype, frames=frames,
-                          with_ref=with_ref, part_size=cfg.part_size, settings=settings)
+                          with_ref=with_ref, part_size=cfg.part_size, settings=settings,
+                          npy_layout=cfg.npy_layout)
     done = writer.finished_ids
     s = RunSummary(n_input=corpus.n_input)
 
@@ -226,6 +206,10 @@ def run(cfg: RunConfig, log=print) -> RunSummary:
     batch_seconds = cfg.batch_seconds or dflt[0]
     max_batch = cfg.max_batch_size or dflt[1]
     batches = make_batches(durations, batch_seconds, max_batch)
+    max_samples = int(cfg.max_seconds * 16000)
+    if max_samples < 2 * backend.min_samples:
+        raise ValueError(f"--max-seconds {cfg.max_seconds:g} is too short for this model "
+                         f"(windows need at least {backend.min_samples / 16000:.3f} s)")
     nw = default_workers() if cfg.num_workers < 0 else cfg.num_workers
     ds = _DecodeDataset(todo, cfg.pipe_timeout, backend.min_samples)
     loader = torch.utils.data.DataLoader(
@@ -246,23 +230,23 @@ def run(cfg: RunConfig, log=print) -> RunSummary:
                     writer.add_error(todo[i].utt_id, "decode", err)
                     s.n_errors += 1
             if good:
-                wavs = [w for _, w in good]
-                for off, n, out_b, err in _forward_safe(backend, wavs, frames):
-                    if out_b is None:
-                        i = good[off][0]
-                        writer.add_error(todo[i].utt_id, "model", f"{todo[i].utt_id}: {err}")
+                results, real, padded = run_items(backend, [w for _, w in good], frames, max_samples)
+                s.padded_seconds += padded / 16000.0
+                rows, embs, frs = [], [], []
+                for (i, w), r in zip(good, results):
+                    if r.error is not None:
+                        writer.add_error(todo[i].utt_id, "model", f"{todo[i].utt_id}: {r.error}")
                         s.n_errors += 1
                         continue
-                    rows = []
-                    for j in range(n):
-                        i, w = good[off + j]
-                        dur = len(w) / 16000.0
-                        sc = out_b.scores[j] if out_b.scores is not None else None
-                        rows.append(_row(todo[i], dur, backend.labels, sc, with_ref))
-                        s.audio_seconds += dur
-                    s.padded_seconds += n * max(len(w) for _, w in good[off: off + n]) / 16000.0
-                    writer.add(rows, out_b.embeddings, out_b.frames)
-                    s.n_ok += n
+                    dur = len(w) / 16000.0
+                    rows.append(_row(todo[i], dur, backend.labels, r.scores, with_ref))
+                    embs.append(r.embedding)
+                    frs.append(r.frames)
+                    s.audio_seconds += dur
+                    s.n_windowed += r.windows > 1
+                if rows:
+                    writer.add(rows, np.stack(embs), frs if frames else None)
+                    s.n_ok += len(rows)
             if bar is not None:
                 el = max(time.time() - t_start, 1e-9)
                 bar.set_postfix_str(f"{s.audio_seconds / el:.1f}x real time, "
@@ -291,6 +275,7 @@ def run(cfg: RunConfig, log=print) -> RunSummary:
             "x_real_time": s.audio_seconds / s.wall_seconds if s.wall_seconds else None,
             "utterances_per_second": s.n_ok / s.wall_seconds if s.wall_seconds else None,
             "padding_efficiency": s.padding_efficiency,
+            "max_seconds": cfg.max_seconds, "utterances_in_windows": s.n_windowed,
             "num_batches": len(batches), "num_workers": nw,
             "batch_seconds": batch_seconds, "max_batch_size": max_batch,
         })

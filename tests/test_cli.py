@@ -185,3 +185,16 @@ def test_info_summarises_without_a_model(tmp_path, make_corpus):
 
     s = json.loads(out)
     assert s["utterances"] == 3 and abs(s["hours_known"] * 3600 - 15.5) < 0.01
+
+
+def test_long_utterances_run_in_windows(e2v_dir, tmp_path, make_corpus):
+    d = make_corpus({"long": 7.3, "short": 1.0})
+    code, _ = run_cli("run", d, "--out", tmp_path / "o", "--model", e2v_dir, "--num-workers", "0",
+                      "--max-seconds", "3", "-q")
+    assert code == 0
+    r = open_results(tmp_path / "o")
+    assert sorted(r.labels.utt_id) == ["long", "short"]
+    assert r.labels.set_index("utt_id").loc["long", "duration"] == pytest.approx(7.3, abs=1e-3)
+    assert r.manifest["utterances_in_windows"] == 1
+    code, out = run_cli("run", d, "--out", tmp_path / "o2", "--model", e2v_dir, "--max-seconds", "0.01")
+    assert code == 2 and "too short" in out

@@ -106,3 +106,22 @@ def test_manifest_atomic_json(tmp_path):
     w.write_manifest({"a": 1})
     assert json.loads((tmp_path / "manifest.json").read_text()) == {"a": 1}
     assert not list(tmp_path.glob(".*tmp"))
+
+
+def test_per_utt_layout_stays_inside_and_never_collides(tmp_path):
+    from batchser.outputs import per_utt_name
+
+    ids = ["plain-id", "../../escape", "a/b", "a_b", "/abs", "..", "ünï"]
+    w = OutputWriter(tmp_path / "o", LABELS, "m", npy_layout="per-utt")
+    emb = np.arange(len(ids) * 2, dtype=np.float32).reshape(-1, 2)
+    w.add(rows(ids), emb)
+    w.flush()
+    df = open_results(tmp_path / "o").labels
+    files = list(df.npy_file)
+    assert len(set(files)) == len(ids)
+    assert per_utt_name("plain-id") == "plain-id"
+    for f, e in zip(files, emb):
+        p = (tmp_path / "o" / f).resolve()
+        assert p.parent == (tmp_path / "o" / "npy").resolve()
+        np.testing.assert_array_equal(np.load(p), e)
+    assert not (tmp_path / "escape.npy").exists() and not list(tmp_path.glob("*.npy"))
