@@ -106,17 +106,39 @@ def resample(x: np.ndarray, sr: int, target: int = TARGET_SR) -> np.ndarray:
     return soxr.resample(x, sr, target, quality="HQ").astype(np.float32, copy=False)
 
 
+def _decode_source(src, pipe_timeout: float) -> Tuple[np.ndarray, int]:
+    if src.kind == "pipe":
+        return _read_bytes_audio(_run_pipe(src.value, pipe_timeout), f"pipe {src.value!r}")
+    if src.kind == "ark":
+        return _read_ark(src.value)
+    return _read_file(src.value, None, None)
+
+
+def cache_recording(src, dest: str, pipe_timeout: float = 300.0) -> str:
+    """Decode a whole pipe/ark recording once into a float WAV at its own rate (for its segments).
+
+    Segments then read their span from ``dest`` exactly as they would from a plain file, so the
+    result equals cutting the piped audio directly. Returns ``dest``.
+    """
+    import os
+
+    import soundfile as sf
+
+    x, sr = _decode_source(src, pipe_timeout)
+    tmp = f"{dest}.tmp"
+    sf.write(tmp, x, sr, subtype="FLOAT", format="WAV")
+    os.replace(tmp, dest)
+    return dest
+
+
 def load_utterance(utt: Utterance, pipe_timeout: float = 300.0, min_samples: int = 400) -> np.ndarray:
     """Decode, cut, downmix (mean of channels) and resample to 16 kHz; validate the result."""
     src = utt.source
     if src.kind == "file":
         x, sr = _read_file(src.value, utt.start, utt.end)
         cut = False
-    elif src.kind == "pipe":
-        x, sr = _read_bytes_audio(_run_pipe(src.value, pipe_timeout), f"pipe {src.value!r}")
-        cut = True
-    elif src.kind == "ark":
-        x, sr = _read_ark(src.value)
+    elif src.kind in ("pipe", "ark"):
+        x, sr = _decode_source(src, pipe_timeout)
         cut = True
     else:  # pragma: no cover - reader never makes other kinds
         raise AudioError(f"unknown source kind {src.kind}")

@@ -103,6 +103,58 @@ def default_workers() -> int:
     return max(0, min(8, n - 1))
 
 
+def nw_for(cfg: "RunConfig") -> int:
+    return default_workers() if cfg.num_workers < 0 else cfg.num_workers
+
+
+def _cache_one(args):
+    from .audio import cache_recording
+
+    src, dest, timeout = args
+    try:
+        return cache_recording(src, dest, timeout), None
+    except Exception as e:
+        return None, f"{type(e).__name__}: {e}" if not isinstance(e, AudioError) else str(e)
+
+
+def _cache_shared_recordings(utts: List[Utterance], out: Path, timeout: float, workers: int):
+    """Decode each pipe/ark recording that several segments share once, into OUT/.cache.
+
+    The segments' sources are switched to the cached file in place. Returns the cache dir (or
+    None) and ``(utterance, message)`` for segments whose recording failed to decode.
+    """
+    from dataclasses import replace as _replace
+
+    from .corpus import AudioSource
+
+    groups: Dict[AudioSource, List[int]] = {}
+    for i, u in enumerate(utts):
+        if u.source.kind in ("pipe", "ark") and (u.start or u.end is not None):
+            groups.setdefault(u.source, []).append(i)
+    groups = {k: v for k, v in groups.items() if len(v) > 1}
+    if not groups:
+        return None, []
+    cache = out / ".cache"
+    cache.mkdir(parents=True, exist_ok=True)
+    jobs = [(src, str(cache / f"rec{n:07d}.wav"), timeout) for n, src in enumerate(groups)]
+    if workers > 0:
+        import multiprocessing as mp
+
+        with mp.get_context("fork").Pool(workers) as pool:
+            done = pool.map(_cache_one, jobs, chunksize=1)
+    else:
+        done = [_cache_one(j) for j in jobs]
+    bad = []
+    for (src, _dest, _t), (path, err) in zip(jobs, done):
+        for i in groups[src]:
+            u = utts[i]
+            if path is None:
+                bad.append((u, f"{u.utt_id} ({u.where}): recording {u.rec_id}: {err}"))
+            else:
+                utts[i] = _replace(u, source=AudioSource("file", path))
+    return cache, bad
+
+
 class _DecodeDataset:
     """Map-style dataset: index -> (index, waveform or None, error message or None)."""
 
@@ -201,6 +253,12 @@ def run(cfg: RunConfig, log=print) -> RunSummary:
     if s.n_skipped:
         log(f"resuming: {s.n_skipped} utterance(s) already done in {out}, {len(todo)} to go")
 
+    cache_dir, bad = _cache_shared_recordings(todo, out, cfg.pipe_timeout, nw_for(cfg))
+    for u, msg in bad:
+        writer.add_error(u.utt_id, "decode", msg)
+        s.n_errors += 1
+    failed = {u.utt_id for u, _ in bad}
+    todo = [u for u in todo if u.utt_id not in failed]
     durations = [probe_duration(u) for u in todo]
     dflt = DEFAULT_BATCH["cuda" if device.startswith("cuda") else "cpu"]
     batch_seconds = cfg.batch_seconds or dflt[0]
@@ -210,7 +268,7 @@ def run(cfg: RunConfig, log=print) -> RunSummary:
     if max_samples < 2 * backend.min_samples:
         raise ValueError(f"--max-seconds {cfg.max_seconds:g} is too short for this model "
                          f"(windows need at least {backend.min_samples / 16000:.3f} s)")
-    nw = default_workers() if cfg.num_workers < 0 else cfg.num_workers
+    nw = nw_for(cfg)
     ds = _DecodeDataset(todo, cfg.pipe_timeout, backend.min_samples)
     loader = torch.utils.data.DataLoader(
         ds, batch_sampler=batches, num_workers=nw, collate_fn=_identity,
@@ -254,6 +312,8 @@ def run(cfg: RunConfig, log=print) -> RunSummary:
                 bar.update(len(items))
     finally:
         writer.flush()
+        if cache_dir is not None:
+            shutil.rmtree(cache_dir, ignore_errors=True)
         if bar is not None:
             bar.close()
         s.wall_seconds = time.time() - t0

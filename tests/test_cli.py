@@ -198,3 +198,27 @@ def test_long_utterances_run_in_windows(e2v_dir, tmp_path, make_corpus):
     assert r.manifest["utterances_in_windows"] == 1
     code, out = run_cli("run", d, "--out", tmp_path / "o2", "--model", e2v_dir, "--max-seconds", "0.01")
     assert code == 2 and "too short" in out
+
+
+def test_segments_of_a_piped_recording_decode_it_once(e2v_dir, tmp_path):
+    """Several segments of one pipe recording: the command runs once, results equal a plain file's."""
+    x = speechlike(16000 * 4, 11)
+    src = write_wav(tmp_path / "rec.wav", x, 16000)
+    count = tmp_path / "count"
+    outs = {}
+    for kind, entry in (("pipe", f"echo run >> {count}; cat {src} |"), ("file", str(src))):
+        d = tmp_path / f"d_{kind}"
+        d.mkdir()
+        (d / "wav.scp").write_text(f"rec {entry}\nbroken false |\n")
+        (d / "segments").write_text("s1 rec 0.0 1.0\ns2 rec 1.0 2.5\ns3 rec 2.5 -1\nb1 broken 0 1\nb2 broken 1 2\n")
+        code, _ = run_cli("run", d, "--out", tmp_path / f"o_{kind}", "--model", e2v_dir, "--num-workers", "2", "-q")
+        assert code == 1  # the broken recording's two segments are errors
+        outs[kind] = open_results(tmp_path / f"o_{kind}")
+    assert count.read_text().count("run") == 1
+    a = outs["pipe"].labels.set_index("utt_id").sort_index()
+    b = outs["file"].labels.set_index("utt_id").sort_index()
+    assert list(a.index) == ["s1", "s2", "s3"] and list(a.duration) == pytest.approx(list(b.duration))
+    np.testing.assert_allclose(outs["pipe"].embeddings(list(a.index)), outs["file"].embeddings(list(a.index)), atol=1e-6)
+    e = outs["pipe"].errors.set_index("utt_id")
+    assert sorted(e.index) == ["b1", "b2"] and "exit code 1" in e.loc["b1", "message"]
+    assert not (tmp_path / "o_pipe" / ".cache").exists()
