@@ -45,7 +45,9 @@ def main() -> None:
               help="Hub for aliases and ids: hf = Hugging Face, ms = ModelScope; auto picks ms for iic/..., else hf.")
 @click.option("--backend", type=click.Choice(["auto", "emotion2vec"]), default="auto", show_default=True,
               help="Force a back-end instead of detecting it from the model directory.")
-@click.option("--device", default="auto", show_default=True, help="cpu, cuda, cuda:1, ... (auto: cuda when available).")
+@click.option("--device", "--devices", "device", default="auto", show_default=True,
+              help="cpu, cuda, cuda:1, or several: cuda:0,cuda:1 (one process per device, each on a share of "
+                   "about equal audio). auto: cuda when available.")
 @click.option("--dtype", type=click.Choice(["auto", "float32", "fp32", "bfloat16", "bf16", "float16", "fp16"]),
               default="auto", show_default=True,
               help="Compute dtype (AMP); auto = bfloat16 on CUDA (float16 where bf16 is unsupported), float32 on CPU.")

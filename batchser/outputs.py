@@ -24,7 +24,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-_PART_RE = re.compile(r"^part-(\d{5,})\.(parquet|npy)$")
+# part-00012.parquet, or part-d1-00012.parquet in a namespace (one per device process / shard)
+_PART_RE = re.compile(r"^part-(?:(?P<ns>[A-Za-z0-9]+)-)?(?P<n>\d{5,})\.(?:parquet|npy)$")
 
 
 def _fsync_dir(d: Path) -> None:
@@ -106,8 +107,12 @@ class OutputWriter:
 
     def __init__(self, out_dir: str | os.PathLike, labels: Sequence[str], model_id: str,
                  emb_dtype: str = "float32", frames: bool = False, with_ref: bool = False,
-                 part_size: int = 2000, settings: Optional[Dict] = None, npy_layout: str = "parts"):
+                 part_size: int = 2000, settings: Optional[Dict] = None, npy_layout: str = "parts",
+                 namespace: Optional[str] = None):
         self.out = Path(out_dir)
+        if namespace is not None and not re.fullmatch(r"[A-Za-z0-9]+", namespace):
+            raise ValueError(f"bad part namespace {namespace!r}")
+        self.namespace = namespace
         self.labels = list(labels)
         self.model_id = model_id
         self.emb_dtype = np.dtype(emb_dtype)
@@ -149,21 +154,34 @@ class OutputWriter:
         else:
             atomic_write_text(path, json.dumps(settings, indent=2, sort_keys=True) + "\n")
 
+    def _mine(self, name: str) -> bool:
+        """Whether this writer may clean up ``name`` (all files without a namespace)."""
+        if self.namespace is None:
+            return True
+        m = _PART_RE.match(name.lstrip(".").removesuffix(".tmp"))
+        return bool(m) and m.group("ns") == self.namespace
+
     def _clean(self) -> None:
-        """Remove temporaries and .npy parts whose table part never became visible."""
-        for sub in ("labels", "embeddings", "errors", "frames", "npy"):
+        """Remove temporaries and .npy parts whose table part never became visible.
+
+        A writer with a namespace touches only its own files: siblings may be writing beside it.
+        """
+        for sub in ("labels", "embeddings", "errors", "frames"):
             d = self.out / sub
             if not d.is_dir():
                 continue
             for f in d.iterdir():
-                if f.name.startswith(".") and f.name.endswith(".tmp"):
+                if f.name.startswith(".") and f.name.endswith(".tmp") and self._mine(f.name):
                     f.unlink()
+        if self.namespace is None and (self.out / "npy").is_dir():
+            for f in (self.out / "npy").glob(".*.tmp"):
+                f.unlink()
         visible = {f.stem for f in (self.out / "labels").glob("part-*.parquet")}
         for sub in ("embeddings", "frames"):
             d = self.out / sub
             if d.is_dir():
                 for f in d.glob("part-*.npy"):
-                    if f.stem not in visible:
+                    if f.stem not in visible and self._mine(f.name):
                         f.unlink()
 
     def _scan(self) -> None:
@@ -171,8 +189,8 @@ class OutputWriter:
         for sub, ids in (("labels", self.done_ids), ("errors", self.error_ids)):
             for f in sorted((self.out / sub).glob("part-*.parquet")):
                 m = _PART_RE.match(f.name)
-                if m:
-                    nums.append(int(m.group(1)))
+                if m and m.group("ns") == self.namespace:
+                    nums.append(int(m.group("n")))
                 ids.update(pq.read_table(f, columns=["utt_id"]).column("utt_id").to_pylist())
         existing = pq.read_schema(next(iter(sorted((self.out / "labels").glob("part-*.parquet"))))) \
             if self.done_ids else None
@@ -207,7 +225,7 @@ class OutputWriter:
         """Commit buffered rows as one part (embeddings first, the table last)."""
         if not self._rows and not self._errors:
             return
-        name = f"part-{self._next:05d}"
+        name = f"part-{self.namespace}-{self._next:05d}" if self.namespace else f"part-{self._next:05d}"
         self._next += 1
         if self._rows:
             emb = np.concatenate(self._emb, 0).astype(self.emb_dtype)

@@ -205,6 +205,106 @@ def _versions() -> Dict[str, str]:
     return out
 
 
+def _process(backend, writer: OutputWriter, todo: List[Utterance], cfg: "RunConfig", device: str,
+             with_ref: bool, s: RunSummary, progress=None) -> Tuple[int, float, int]:
+    """Decode, batch and run ``todo`` on one device, writing through ``writer``.
+
+    Updates ``s``; calls ``progress(n_utterances, audio_seconds)`` after each batch.
+    Returns (number of batches, batch_seconds, max_batch_size) for the manifest.
+    """
+    import torch
+
+    frames = cfg.granularity == "frame"
+    durations = [probe_duration(u) for u in todo]
+    dflt = DEFAULT_BATCH["cuda" if device.startswith("cuda") else "cpu"]
+    batch_seconds = cfg.batch_seconds or dflt[0]
+    max_batch = cfg.max_batch_size or dflt[1]
+    batches = make_batches(durations, batch_seconds, max_batch)
+    max_samples = int(cfg.max_seconds * 16000)
+    nw = nw_for(cfg)
+    loader = torch.utils.data.DataLoader(
+        _DecodeDataset(todo, cfg.pipe_timeout, backend.min_samples), batch_sampler=batches,
+        num_workers=nw, collate_fn=_identity, prefetch_factor=2 if nw > 0 else None,
+    )
+    for items in loader:
+        good = [(i, w) for i, w, err in items if err is None]
+        for i, w, err in items:
+            if err is not None:
+                writer.add_error(todo[i].utt_id, "decode", err)
+                s.n_errors += 1
+        audio_before = s.audio_seconds
+        if good:
+            results, real, padded = run_items(backend, [w for _, w in good], frames, max_samples)
+            s.padded_seconds += padded / 16000.0
+            rows, embs, frs = [], [], []
+            for (i, w), r in zip(good, results):
+                if r.error is not None:
+                    writer.add_error(todo[i].utt_id, "model", f"{todo[i].utt_id}: {r.error}")
+                    s.n_errors += 1
+                    continue
+                dur = len(w) / 16000.0
+                rows.append(_row(todo[i], dur, backend.labels, r.scores, with_ref))
+                embs.append(r.embedding)
+                frs.append(r.frames)
+                s.audio_seconds += dur
+                s.n_windowed += r.windows > 1
+            if rows:
+                writer.add(rows, np.stack(embs), frs if frames else None)
+                s.n_ok += len(rows)
+        if progress is not None:
+            progress(len(items), s.audio_seconds - audio_before)
+    writer.flush()
+    return len(batches), batch_seconds, max_batch
+
+
+def parse_devices(spec: str) -> List[str]:
+    """'auto' | 'cpu' | 'cuda' | 'cuda:0,cuda:1' -> resolved device list."""
+    devs = [resolve_device(d.strip()) for d in spec.split(",") if d.strip()]
+    if not devs:
+        raise ValueError("--device: no device given")
+    if len(set(devs)) != len(devs) and any(d != "cpu" for d in devs):
+        raise ValueError(f"--device lists a device twice: {spec}")
+    return devs
+
+
+def split_by_duration(utts: List[Utterance], n: int) -> List[List[Utterance]]:
+    """n shares of about equal audio (greedy, longest first); deterministic."""
+    durs = [probe_duration(u) or 10.0 for u in utts]
+    order = sorted(range(len(utts)), key=lambda i: (-durs[i], utts[i].utt_id))
+    loads = [0.0] * n
+    shares: List[List[Utterance]] = [[] for _ in range(n)]
+    for i in order:
+        k = min(range(n), key=lambda j: (loads[j], j))
+        shares[k].append(utts[i])
+        loads[k] += durs[i]
+    return shares
+
+
+def _device_main(cfg: "RunConfig", device: str, dtype: str, utts: List[Utterance], ns: str,
+                 writer_args: Dict, with_ref: bool, counter, result_q) -> None:
+    """One device's share, in its own process (spawned: CUDA cannot be forked)."""
+    try:
+        import torch
+
+        torch.set_num_threads(max(1, torch.get_num_threads()))
+        from .models import load_backend
+
+        backend = load_backend(cfg.model, device=device, dtype=dtype, hub=cfg.hub, backend=cfg.backend)
+        writer = OutputWriter(cfg.out, namespace=ns, **writer_args)
+        s = RunSummary()
+
+        def progress(n, secs):
+            with counter.get_lock():
+                counter.value += n
+
+        nb, _, _ = _process(backend, writer, utts, cfg, device, with_ref, s, progress)
+        result_q.put((ns, None, asdict(s), nb))
+    except BaseException as e:  # report, never hang the parent
+        import traceback
+
+        result_q.put((ns, f"{type(e).__name__}: {e}\n{traceback.format_exc()}", None, 0))
+
+
 def run(cfg: RunConfig, log=print) -> RunSummary:
     """Process ``cfg.input`` into ``cfg.out``. Raises CorpusError / ModelNotAvailable on setup failure."""
     import torch
@@ -215,11 +315,17 @@ def run(cfg: RunConfig, log=print) -> RunSummary:
     corpus: Corpus = read_corpus(cfg.input, audio_root=cfg.audio_root, allow_pipes=cfg.allow_pipes)
     for w in corpus.warnings:
         log(f"warning: {w.message}")
-    device = resolve_device(cfg.device)
-    dtype = resolve_dtype(cfg.dtype, device)
-    backend = load_backend(cfg.model, device=device, dtype=dtype, hub=cfg.hub, backend=cfg.backend)
+    devices = parse_devices(cfg.device)
+    dtype = resolve_dtype(cfg.dtype, devices[0])
+    multi = len(devices) > 1
+    # with several devices, the parent only needs the model's metadata: load it on the CPU
+    backend = load_backend(cfg.model, device="cpu" if multi else devices[0],
+                           dtype="float32" if multi else dtype, hub=cfg.hub, backend=cfg.backend)
     if backend.info.test_model:
         log(f"note: {backend.info.path} is a random-weight TEST model; its labels mean nothing")
+    if int(cfg.max_seconds * 16000) < 2 * backend.min_samples:
+        raise ValueError(f"--max-seconds {cfg.max_seconds:g} is too short for this model "
+                         f"(windows need at least {backend.min_samples / 16000:.3f} s)")
 
     out = Path(cfg.out)
     if cfg.overwrite and out.exists():
@@ -229,16 +335,16 @@ def run(cfg: RunConfig, log=print) -> RunSummary:
 
         drop_errors(out)
     with_ref = any(u.ref_label is not None for u in corpus.utterances)
-    frames = cfg.granularity == "frame"
     info = backend.info
     settings = {  # what changes results: resuming with anything else is refused
         "model": info.sha256 or info.id, "backend": info.backend, "labels": backend.labels,
         "dtype": dtype, "granularity": cfg.granularity, "emb_dtype": cfg.emb_dtype,
         "max_seconds": cfg.max_seconds, "npy_layout": cfg.npy_layout,
     }
-    writer = OutputWriter(out, backend.labels, info.id, emb_dtype=cfg.emb_dtype, frames=frames,
-                          with_ref=with_ref, part_size=cfg.part_size, settings=settings,
-                          npy_layout=cfg.npy_layout)
+    writer_args = dict(labels=backend.labels, model_id=info.id, emb_dtype=cfg.emb_dtype,
+                       frames=cfg.granularity == "frame", with_ref=with_ref, part_size=cfg.part_size,
+                       settings=settings, npy_layout=cfg.npy_layout)
+    writer = OutputWriter(out, **writer_args)
     done = writer.finished_ids
     s = RunSummary(n_input=corpus.n_input)
 
@@ -259,57 +365,33 @@ def run(cfg: RunConfig, log=print) -> RunSummary:
         s.n_errors += 1
     failed = {u.utt_id for u, _ in bad}
     todo = [u for u in todo if u.utt_id not in failed]
-    durations = [probe_duration(u) for u in todo]
-    dflt = DEFAULT_BATCH["cuda" if device.startswith("cuda") else "cpu"]
-    batch_seconds = cfg.batch_seconds or dflt[0]
-    max_batch = cfg.max_batch_size or dflt[1]
-    batches = make_batches(durations, batch_seconds, max_batch)
-    max_samples = int(cfg.max_seconds * 16000)
-    if max_samples < 2 * backend.min_samples:
-        raise ValueError(f"--max-seconds {cfg.max_seconds:g} is too short for this model "
-                         f"(windows need at least {backend.min_samples / 16000:.3f} s)")
-    nw = nw_for(cfg)
-    ds = _DecodeDataset(todo, cfg.pipe_timeout, backend.min_samples)
-    loader = torch.utils.data.DataLoader(
-        ds, batch_sampler=batches, num_workers=nw, collate_fn=_identity,
-        prefetch_factor=2 if nw > 0 else None, persistent_workers=False,
-    )
+
     bar = None
     t_start = time.time()
     if cfg.progress and sys.stderr.isatty():
         from tqdm import tqdm
 
         bar = tqdm(total=len(todo), unit="utt", desc="batchser")
+    audio_done = [0.0]
+
+    def progress(n: int, secs: float) -> None:
+        audio_done[0] += secs
+        if bar is not None:
+            el = max(time.time() - t_start, 1e-9)
+            bar.set_postfix_str(f"{audio_done[0] / el:.1f}x real time, "
+                                f"{audio_done[0] / 3600 / el:.4f} audio h/s", refresh=False)
+            bar.update(n)
+
+    n_batches, batch_seconds, max_batch = 0, cfg.batch_seconds, cfg.max_batch_size
+    failures: List[str] = []
     try:
-        for items in loader:
-            good = [(i, w) for i, w, err in items if err is None]
-            for i, w, err in items:
-                if err is not None:
-                    writer.add_error(todo[i].utt_id, "decode", err)
-                    s.n_errors += 1
-            if good:
-                results, real, padded = run_items(backend, [w for _, w in good], frames, max_samples)
-                s.padded_seconds += padded / 16000.0
-                rows, embs, frs = [], [], []
-                for (i, w), r in zip(good, results):
-                    if r.error is not None:
-                        writer.add_error(todo[i].utt_id, "model", f"{todo[i].utt_id}: {r.error}")
-                        s.n_errors += 1
-                        continue
-                    dur = len(w) / 16000.0
-                    rows.append(_row(todo[i], dur, backend.labels, r.scores, with_ref))
-                    embs.append(r.embedding)
-                    frs.append(r.frames)
-                    s.audio_seconds += dur
-                    s.n_windowed += r.windows > 1
-                if rows:
-                    writer.add(rows, np.stack(embs), frs if frames else None)
-                    s.n_ok += len(rows)
-            if bar is not None:
-                el = max(time.time() - t_start, 1e-9)
-                bar.set_postfix_str(f"{s.audio_seconds / el:.1f}x real time, "
-                                    f"{s.audio_seconds / 3600 / el:.4f} audio h/s", refresh=False)
-                bar.update(len(items))
+        if not multi:
+            n_batches, batch_seconds, max_batch = _process(backend, writer, todo, cfg, devices[0], with_ref, s,
+                                                           progress)
+        else:
+            writer.flush()  # read errors committed before the device processes start
+            del backend
+            n_batches = _run_devices(cfg, devices, dtype, todo, writer_args, with_ref, s, bar, failures, log)
     finally:
         writer.flush()
         if cache_dir is not None:
@@ -317,26 +399,83 @@ def run(cfg: RunConfig, log=print) -> RunSummary:
         if bar is not None:
             bar.close()
         s.wall_seconds = time.time() - t0
+        final = OutputWriter(out, **writer_args)  # rescan: totals over every namespace
+        d0 = devices[0]
         writer.write_manifest({
             "batchser_version": _versions().get("batchser"),
             "command": cfg.argv,
             "config": asdict(cfg),
             "model": {"id": info.id, "path": info.path, "backend": info.backend, "revision": info.revision,
                       "weights_sha256": info.sha256, "test_model": info.test_model,
-                      "labels": backend.labels, "embedding_dim": backend.embed_dim},
+                      "labels": writer_args["labels"], "embedding_dim": getattr(backend, "embed_dim", None)
+                      if not multi else None},
             "versions": _versions(),
-            "device": device, "dtype": dtype,
-            "device_name": torch.cuda.get_device_name(0) if device.startswith("cuda") else platform.processor() or platform.machine(),
+            "device": ",".join(devices), "dtype": dtype,
+            "device_name": torch.cuda.get_device_name(torch.device(d0)) if d0.startswith("cuda")
+            else platform.processor() or platform.machine(),
             "counts": {"input": s.n_input, "ok_this_run": s.n_ok, "errors_this_run": s.n_errors,
                        "skipped_already_done": s.n_skipped,
-                       "results_total": len(writer.done_ids), "errors_total": len(writer.error_ids)},
+                       "results_total": len(final.done_ids), "errors_total": len(final.error_ids)},
             "audio_hours": s.audio_seconds / 3600.0,
             "wall_seconds": s.wall_seconds,
             "x_real_time": s.audio_seconds / s.wall_seconds if s.wall_seconds else None,
             "utterances_per_second": s.n_ok / s.wall_seconds if s.wall_seconds else None,
             "padding_efficiency": s.padding_efficiency,
             "max_seconds": cfg.max_seconds, "utterances_in_windows": s.n_windowed,
-            "num_batches": len(batches), "num_workers": nw,
+            "num_batches": n_batches, "num_workers": nw_for(cfg),
             "batch_seconds": batch_seconds, "max_batch_size": max_batch,
+            "device_failures": failures,
         })
+    if failures:
+        raise RuntimeError("device process failed; finished parts are kept, run again to resume:\n"
+                           + "\n".join(failures))
     return s
+
+
+def _run_devices(cfg, devices, dtype, todo, writer_args, with_ref, s: RunSummary, bar, failures, log) -> int:
+    """One spawned process per device, each on a share of about equal audio."""
+    import multiprocessing as mp
+
+    ctx = mp.get_context("spawn")
+    counter = ctx.Value("i", 0)
+    result_q = ctx.Queue()
+    shares = split_by_duration(todo, len(devices))
+    procs = []
+    log(f"running on {len(devices)} devices: {', '.join(devices)}")
+    for k, (dev, share) in enumerate(zip(devices, shares)):
+        p = ctx.Process(target=_device_main, args=(cfg, dev, dtype, share, f"d{k}", writer_args, with_ref,
+                                                   counter, result_q), daemon=False)
+        p.start()
+        procs.append(p)
+    seen = 0
+    got = 0
+    n_batches = 0
+    import queue
+
+    while got < len(procs):
+        try:
+            ns, err, summ, nb = result_q.get(timeout=0.5)
+        except queue.Empty:
+            if bar is not None:
+                with counter.get_lock():
+                    v = counter.value
+                bar.update(v - seen)
+                seen = v
+            if all(not p.is_alive() for p in procs) and result_q.empty():
+                failures.append("a device process died without reporting (killed?)")
+                break
+            continue
+        got += 1
+        n_batches += nb
+        if err is not None:
+            failures.append(f"{ns}: {err}")
+            continue
+        for f in ("n_ok", "n_errors", "n_windowed"):
+            setattr(s, f, getattr(s, f) + summ[f])
+        s.audio_seconds += summ["audio_seconds"]
+        s.padded_seconds += summ["padded_seconds"]
+    for p in procs:
+        p.join()
+    if bar is not None:
+        bar.update(counter.value - seen)
+    return n_batches

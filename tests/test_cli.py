@@ -222,3 +222,34 @@ def test_segments_of_a_piped_recording_decode_it_once(e2v_dir, tmp_path):
     e = outs["pipe"].errors.set_index("utt_id")
     assert sorted(e.index) == ["b1", "b2"] and "exit code 1" in e.loc["b1", "message"]
     assert not (tmp_path / "o_pipe" / ".cache").exists()
+
+
+def test_several_devices_share_the_work(e2v_dir, tmp_path, make_corpus):
+    """--devices cpu,cpu: one process per device, parts in per-device namespaces, same results."""
+    d = make_corpus({f"u{i:02d}": 0.6 + 0.25 * i for i in range(12)})
+    code, out = run_cli("run", d, "--out", tmp_path / "multi", "--model", e2v_dir, "--devices", "cpu,cpu",
+                        "--num-workers", "0", "-q")
+    assert code == 0, out
+    code, _ = run_cli("run", d, "--out", tmp_path / "single", "--model", e2v_dir, "--num-workers", "0", "-q")
+    assert code == 0
+    m, s = open_results(tmp_path / "multi"), open_results(tmp_path / "single")
+    names = sorted(p.name for p in (tmp_path / "multi" / "labels").iterdir())
+    assert any(n.startswith("part-d0-") for n in names) and any(n.startswith("part-d1-") for n in names)
+    ids = sorted(s.labels.utt_id)
+    assert sorted(m.labels.utt_id) == ids and len(set(m.labels.utt_id)) == 12
+    np.testing.assert_allclose(m.embeddings(ids), s.embeddings(ids), atol=2e-5)
+    assert m.manifest["counts"]["ok_this_run"] == 12 and m.manifest["counts"]["results_total"] == 12
+    # resuming a finished multi-device run does nothing
+    code, _ = run_cli("run", d, "--out", tmp_path / "multi", "--model", e2v_dir, "--devices", "cpu,cpu", "-q")
+    assert code == 0 and open_results(tmp_path / "multi").manifest["counts"]["skipped_already_done"] == 12
+
+
+def test_device_spec_errors(e2v_dir, tmp_path, make_corpus):
+    import torch
+
+    d = make_corpus({"a": 1.0})
+    if not torch.cuda.is_available():
+        code, out = run_cli("run", d, "--out", tmp_path / "o", "--model", e2v_dir, "--devices", "cuda:0,cuda:1")
+        assert code == 2 and "CUDA is not available" in out
+    code, out = run_cli("run", d, "--out", tmp_path / "o", "--model", e2v_dir, "--dtype", "fp16", "--device", "cpu")
+    assert code == 2 and "float16 needs a GPU" in out
