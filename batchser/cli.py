@@ -39,12 +39,14 @@ def main() -> None:
 @click.argument("input_path", metavar="PATH", type=click.Path(exists=True))
 @click.option("--out", "-o", required=True, type=click.Path(), help="Output directory (created; an existing one is resumed).")
 @click.option("--model", "-m", default="emotion2vec_plus_base", show_default=True,
-              help="Alias (emotion2vec_plus_seed|_base|_large, emotion2vec_base), hub id "
-                   "(iic/..., emotion2vec/...) or a local model directory.")
+              help="Alias (emotion2vec_plus_seed|_base|_large, emotion2vec_base), hub id (iic/..., "
+                   "emotion2vec/..., any Hugging Face audio-classification repo) or a local model directory.")
 @click.option("--hub", type=click.Choice(["auto", "hf", "ms"]), default="auto", show_default=True,
               help="Hub for aliases and ids: hf = Hugging Face, ms = ModelScope; auto picks ms for iic/..., else hf.")
-@click.option("--backend", type=click.Choice(["auto", "emotion2vec"]), default="auto", show_default=True,
-              help="Force a back-end instead of detecting it from the model directory.")
+@click.option("--backend", type=click.Choice(["auto", "emotion2vec", "transformers"]), default="auto",
+              show_default=True,
+              help="Force a back-end instead of detecting it from the model directory (funasr config.yaml "
+                   "-> emotion2vec; transformers config.json -> transformers: Whisper, wav2vec2, HuBERT, WavLM).")
 @click.option("--device", "--devices", "device", default="auto", show_default=True,
               help="cpu, cuda, cuda:1, or several: cuda:0,cuda:1 (one process per device, each on a share of "
                    "about equal audio). auto: cuda when available.")
@@ -61,6 +63,9 @@ def main() -> None:
 @click.option("--max-seconds", type=float, default=600.0, show_default=True,
               help="Longer utterances run in equal windows of at most this length; their frame-weighted "
                    "mean embedding and its class scores stand for the whole utterance.")
+@click.option("--long-audio", type=click.Choice(["window", "truncate"]), default="window", show_default=True,
+              help="Utterances longer than --max-seconds (or the model's limit, 30 s for Whisper): run in "
+                   "windows and combine, or keep only the first part (as Whisper model cards do).")
 @click.option("--granularity", type=click.Choice(["utterance", "frame"]), default="utterance", show_default=True,
               help="frame: also write 50 Hz frame embeddings (frames/ + offsets in the table).")
 @click.option("--emb-dtype", type=click.Choice(["float32", "float16"]), default="float32", show_default=True,
@@ -80,6 +85,7 @@ def main() -> None:
 @click.option("--retry-errors", is_flag=True, help="When resuming, run the utterances in errors/ again.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar or notes.")
 def run(input_path, out, model, hub, backend, device, dtype, batch_seconds, max_batch_size, num_workers, max_seconds,
+        long_audio,
         granularity, emb_dtype, npy_layout, audio_root, no_pipes, pipe_timeout, part_size, resume, overwrite, retry_errors, quiet):
     """Label every utterance of PATH (a wav.scp or a Kaldi data dir) and write OUT.
 
@@ -98,6 +104,7 @@ def run(input_path, out, model, hub, backend, device, dtype, batch_seconds, max_
     cfg = RunConfig(
         input=input_path, out=out, model=model, hub=hub, backend=backend, device=device, dtype=dtype,
         batch_seconds=batch_seconds, max_batch_size=max_batch_size, num_workers=num_workers, max_seconds=max_seconds,
+        long_audio=long_audio,
         granularity=granularity, emb_dtype=emb_dtype, npy_layout=npy_layout, audio_root=audio_root, allow_pipes=not no_pipes,
         pipe_timeout=pipe_timeout, part_size=part_size, overwrite=overwrite, retry_errors=retry_errors,
         progress=not quiet, argv=list(sys.argv),

@@ -41,6 +41,7 @@ class RunConfig:
     allow_pipes: bool = True
     pipe_timeout: float = 300.0
     max_seconds: float = 600.0
+    long_audio: str = "window"  # or "truncate"
     part_size: int = 2000
     overwrite: bool = False
     retry_errors: bool = False
@@ -234,7 +235,8 @@ def _process(backend, writer: OutputWriter, todo: List[Utterance], cfg: "RunConf
                 s.n_errors += 1
         audio_before = s.audio_seconds
         if good:
-            results, real, padded = run_items(backend, [w for _, w in good], frames, max_samples)
+            results, real, padded = run_items(backend, [w for _, w in good], frames, max_samples,
+                                              cfg.long_audio)
             s.padded_seconds += padded / 16000.0
             rows, embs, frs = [], [], []
             for (i, w), r in zip(good, results):
@@ -339,7 +341,7 @@ def run(cfg: RunConfig, log=print) -> RunSummary:
     settings = {  # what changes results: resuming with anything else is refused
         "model": info.sha256 or info.id, "backend": info.backend, "labels": backend.labels,
         "dtype": dtype, "granularity": cfg.granularity, "emb_dtype": cfg.emb_dtype,
-        "max_seconds": cfg.max_seconds, "npy_layout": cfg.npy_layout,
+        "max_seconds": cfg.max_seconds, "long_audio": cfg.long_audio, "npy_layout": cfg.npy_layout,
     }
     writer_args = dict(labels=backend.labels, model_id=info.id, emb_dtype=cfg.emb_dtype,
                        frames=cfg.granularity == "frame", with_ref=with_ref, part_size=cfg.part_size,

@@ -285,3 +285,33 @@ def make_whisper_classifier_dir(out: str | Path, size: str = "tiny", seed: int =
     fe.save_pretrained(out)
     _write_marker(out, f"whisper-audio-classification size={size} seed={seed}")
     return out
+
+
+def make_wav2vec2_classifier_dir(out: str | Path, attention_mask: bool = True, seed: int = 0,
+                                 labels=("angry", "happy", "neutral", "sad")) -> Path:
+    """A tiny random-weight ``Wav2Vec2ForSequenceClassification`` (audio-classification recipe layout).
+
+    ``attention_mask=True``: layer-norm feature encoder, feature extractor returns a mask (like
+    wav2vec2-large-lv60 / WavLM). ``False``: group-norm encoder without mask (like wav2vec2-base),
+    a model whose output changes when padded.
+    """
+    import torch
+    from transformers import Wav2Vec2Config, Wav2Vec2FeatureExtractor, Wav2Vec2ForSequenceClassification
+
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    cfg = Wav2Vec2Config(
+        hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64,
+        conv_dim=(32, 32, 32), conv_kernel=(10, 3, 3), conv_stride=(5, 2, 2),
+        num_conv_pos_embeddings=16, num_conv_pos_embedding_groups=2,
+        feat_extract_norm="layer" if attention_mask else "group", do_stable_layer_norm=attention_mask,
+        classifier_proj_size=16, num_labels=len(labels),
+        id2label=dict(enumerate(labels)), label2id={l: i for i, l in enumerate(labels)},
+    )
+    torch.manual_seed(seed)
+    model = Wav2Vec2ForSequenceClassification(cfg)
+    model.save_pretrained(out)
+    Wav2Vec2FeatureExtractor(feature_size=1, sampling_rate=16000, padding_value=0.0, do_normalize=True,
+                             return_attention_mask=attention_mask).save_pretrained(out)
+    _write_marker(out, f"wav2vec2-audio-classification attention_mask={attention_mask} seed={seed}")
+    return out

@@ -1,11 +1,12 @@
 """Model worker: runs decoded waveforms through a back-end, whatever their lengths.
 
-* Utterances longer than ``max_samples`` are cut into equal windows (each at most
-  ``max_samples``) that run as separate batch items; the utterance's embedding is the
-  frame-weighted mean of its windows' embeddings (= the mean over all frames, as for a whole
-  utterance), its class scores come from the model's head applied to that embedding, and its
-  frames are the windows' frames concatenated. Only context across window edges is lost
-  (bench/bench_long_audio.py measures how much).
+* Utterances longer than ``max_samples`` (or than the model's own input limit, 30 s for
+  Whisper) are cut into equal windows that run as separate batch items, and the back-end
+  combines them (``combine_windows``): the embedding is the frame-weighted mean of the windows'
+  embeddings (= the mean over all frames); emotion2vec's scores are its head applied to that
+  embedding, Whisper's the frame-weighted mean of the windows' scores. Frames are concatenated.
+  Only context across window edges is lost (bench/bench_long_audio.py measures how much).
+  With ``long_audio="truncate"`` the utterance is cut to the limit instead (model-card style).
 * A failing batch is split in halves until the failing item is isolated (out-of-memory back-off
   included), so one bad utterance never takes its batch down with it.
 """
@@ -59,8 +60,13 @@ def split_windows(n: int, max_samples: int) -> List[Tuple[int, int]]:
     return [(a, min(n, a + size)) for a in range(0, n, size)]
 
 
-def run_items(backend, wavs: List[np.ndarray], frames: bool, max_samples: int):
+def run_items(backend, wavs: List[np.ndarray], frames: bool, max_samples: int, long_audio: str = "window"):
     """Run one loader batch. Returns (results per input, real samples, padded samples)."""
+    limit = getattr(backend, "max_input_samples", None)
+    if limit:
+        max_samples = min(max_samples, int(limit))
+    if long_audio == "truncate":
+        wavs = [w[:max_samples] for w in wavs]
     pieces: List[np.ndarray] = []
     owner: List[int] = []
     for i, w in enumerate(wavs):
@@ -98,8 +104,7 @@ def run_items(backend, wavs: List[np.ndarray], frames: bool, max_samples: int):
             continue
         fr_all = [p[2] for p in mine]
         counts = np.array([len(f) for f in fr_all], dtype=np.float64)
-        emb = (np.stack([p[0] for p in mine]) * counts[:, None]).sum(0) / counts.sum()
-        emb = emb.astype(np.float32)
-        sc = backend.scores_from_embedding(emb[None])[0] if mine[0][1] is not None else None
+        scores = np.stack([p[1] for p in mine]) if mine[0][1] is not None else None
+        emb, sc = backend.combine_windows(np.stack([p[0] for p in mine]), scores, counts)
         results.append(ItemResult(emb, sc, np.concatenate(fr_all, 0) if frames else None, windows=len(mine)))
     return results, real, padded

@@ -307,6 +307,15 @@ class Emotion2vecBackend:
         dt = {"float16": torch.float16, "bfloat16": torch.bfloat16}[self.dtype]
         return torch.autocast(device_type=self.device.type, dtype=dt)
 
+    max_input_samples = None  # any length (long inputs: see batchser.worker)
+
+    def combine_windows(self, embeddings: np.ndarray, scores, frame_counts: np.ndarray):
+        """Windows of one long utterance: the frame-weighted mean embedding (= the mean over all
+        frames, as for a whole utterance) and the head's scores for it."""
+        w = frame_counts.astype(np.float64)[:, None] / frame_counts.sum()
+        emb = (embeddings * w).sum(0).astype(np.float32)
+        return emb, (self.scores_from_embedding(emb[None])[0] if self.labels else None)
+
     @torch.no_grad()
     def scores_from_embedding(self, emb: np.ndarray) -> np.ndarray:
         """Class scores from utterance embeddings (N x D): the head funasr applies to the frame mean."""

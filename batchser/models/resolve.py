@@ -155,7 +155,8 @@ def load_backend(name: str, device: str = "cpu", dtype: str = "float32", hub: st
         from .emotion2vec import Emotion2vecBackend
 
         return Emotion2vecBackend(info.path, device=device, dtype=dtype, info=info)
-    raise ModelNotAvailable(
-        f"back-end {kind!r} for {info.path} is not available in this version of batchser "
-        "(supported: emotion2vec)"
-    )
+    if kind == "transformers":
+        from .hf import TransformersBackend
+
+        return TransformersBackend(info.path, device=device, dtype=dtype, info=info)
+    raise ModelNotAvailable(f"unknown back-end {kind!r} (supported: emotion2vec, transformers)")

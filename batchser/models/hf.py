@@ -1,0 +1,114 @@
+"""transformers audio classifiers: Whisper (``WhisperForAudioClassification``) and the
+wav2vec2/HuBERT/WavLM family (``AutoModelForAudioClassification`` + ``AutoFeatureExtractor``).
+
+Results equal transformers' own unbatched forward on the same audio:
+
+* Whisper pads or truncates every input to 30 s, so batching adds no padding of its own; the
+  log-mel features are computed for the whole batch on the model's device (transformers' torch
+  feature path, whose per-item max clamp and normalisation are per utterance). Inputs longer than
+  30 s are handled by the model worker (windows, scores averaged) or truncated (see
+  ``--long-audio``). Embedding: the encoder's last hidden state averaged over the frames that
+  cover the audio (50 Hz), not over the 30-s padding.
+* wav2vec2-family models whose feature extractor returns an attention mask are batched with it.
+  Models trained without one (``return_attention_mask: false``, e.g. group-norm wav2vec2-base)
+  change their output when padded, so they run one utterance per forward: exact, slower.
+  Embedding: the last hidden state averaged over valid frames.
+"""
+from __future__ import annotations
+
+import contextlib
+from typing import List, Optional
+
+import numpy as np
+import torch
+
+from .base import BatchOutput, ModelInfo, normalise_label
+
+WHISPER_HOP = 160  # samples per mel frame; the encoder halves it again: 320 samples per frame
+
+
+class TransformersBackend:
+    name = "transformers"
+    sample_rate = 16000
+
+    def __init__(self, model_dir: str, device: str = "cpu", dtype: str = "float32", info: Optional[ModelInfo] = None):
+        from transformers import AutoFeatureExtractor, AutoModelForAudioClassification
+
+        self.device = torch.device(device)
+        self.dtype = dtype
+        self.fe = AutoFeatureExtractor.from_pretrained(model_dir)
+        self.model = AutoModelForAudioClassification.from_pretrained(model_dir).eval().to(self.device)
+        cfg = self.model.config
+        self.is_whisper = cfg.model_type == "whisper"
+        self.labels = [normalise_label(str(cfg.id2label[i])) for i in range(cfg.num_labels)]
+        if len(set(self.labels)) != len(self.labels):  # keep columns unique
+            self.labels = [f"{l}_{i}" if self.labels.count(l) > 1 else l for i, l in enumerate(self.labels)]
+        self.info = info or ModelInfo(id=str(model_dir), path=str(model_dir), backend="transformers")
+        self.embed_dim = int(getattr(cfg, "d_model", None) or cfg.hidden_size)
+        if self.is_whisper:
+            self.max_input_samples = int(self.fe.n_samples)
+            self.min_samples = 400
+            self.batched = True
+        else:
+            self.max_input_samples = None
+            self.min_samples = 400
+            self.batched = bool(getattr(self.fe, "return_attention_mask", False))
+        if int(getattr(self.fe, "sampling_rate", 16000)) != 16000:
+            raise ValueError(f"{model_dir}: the feature extractor expects {self.fe.sampling_rate} Hz; batchser feeds 16 kHz")
+
+    def autocast(self):
+        if self.dtype == "float32":
+            return contextlib.nullcontext()
+        dt = {"float16": torch.float16, "bfloat16": torch.bfloat16}[self.dtype]
+        return torch.autocast(device_type=self.device.type, dtype=dt)
+
+    def _whisper(self, wavs: List[np.ndarray], frames: bool):
+        feats = self.fe(wavs, sampling_rate=16000, return_tensors="pt", device=str(self.device))
+        x = feats.input_features.to(self.device)
+        with self.autocast():
+            out = self.model(x, output_hidden_states=True)
+        hid = out.hidden_states[-1].float()  # B x 1500 x D
+        n = torch.tensor([min(hid.shape[1], -(-len(w) // (2 * WHISPER_HOP))) for w in wavs], device=hid.device)
+        return out.logits.float(), hid, n
+
+    def _w2v(self, wavs: List[np.ndarray], frames: bool):
+        feats = self.fe(wavs, sampling_rate=16000, return_tensors="pt", padding=True,
+                        return_attention_mask=self.batched)
+        x = feats.input_values.to(self.device)
+        mask = feats.get("attention_mask")
+        mask = mask.to(self.device) if mask is not None else None
+        with self.autocast():
+            out = self.model(x, attention_mask=mask, output_hidden_states=True)
+        hid = out.hidden_states[-1].float()
+        if mask is not None:
+            fmask = self.model._get_feature_vector_attention_mask(hid.shape[1], mask)
+            n = fmask.sum(1)
+        else:
+            n = torch.full((hid.shape[0],), hid.shape[1], device=hid.device)
+        return out.logits.float(), hid, n
+
+    @torch.no_grad()
+    def _forward(self, wavs: List[np.ndarray], frames: bool) -> BatchOutput:
+        logits, hid, n = (self._whisper if self.is_whisper else self._w2v)(wavs, frames)
+        valid = (torch.arange(hid.shape[1], device=hid.device)[None, :] < n[:, None]).to(hid.dtype)
+        emb = (hid * valid[..., None]).sum(1) / n.clamp_min(1).to(hid.dtype)[:, None]
+        scores = torch.softmax(logits, dim=-1).cpu().numpy()
+        fr = None
+        if frames:
+            h = hid.cpu().numpy()
+            fr = [h[i, : int(n[i])] for i in range(len(wavs))]
+        return BatchOutput(embeddings=emb.cpu().numpy(), scores=scores, frames=fr)
+
+    def forward(self, wavs: List[np.ndarray], frames: bool = False) -> BatchOutput:
+        """One batch of 16 kHz mono float32 waveforms (Whisper: each at most 30 s)."""
+        if self.batched or len(wavs) == 1:
+            return self._forward(wavs, frames)
+        outs = [self._forward([w], frames) for w in wavs]  # padding would change these models' output
+        return BatchOutput(embeddings=np.concatenate([o.embeddings for o in outs]),
+                           scores=np.concatenate([o.scores for o in outs]),
+                           frames=[o.frames[0] for o in outs] if frames else None)
+
+    def combine_windows(self, embeddings: np.ndarray, scores: np.ndarray, frame_counts: np.ndarray):
+        """Windows of one long utterance: frame-weighted mean embedding, frame-weighted mean scores."""
+        w = frame_counts.astype(np.float64)[:, None] / frame_counts.sum()
+        return (embeddings * w).sum(0).astype(np.float32), (scores * w).sum(0).astype(np.float32)
