@@ -104,17 +104,35 @@ def test_unmasked_wav2vec2_changes_when_padded(tmp_path):
     assert np.abs(padded - unbatched(be, a)[0]).max() > 1e-4
 
 
-def test_pipeline_agrees(whisper_dir, whisper):
+@pytest.mark.parametrize("kind", ["whisper", "w2v2"])
+def test_pipeline_on_the_same_files_agrees_with_batchser_run(kind, whisper_dir, tmp_path, make_corpus):
+    """transformers' pipeline("audio-classification") on the files vs `batchser run` on the same files:
+    same top label, every score within 1e-4, for a batch mixing short and long clips."""
+    import shutil
+
     from transformers import pipeline
 
-    pipe = pipeline("audio-classification", model=str(whisper_dir), device="cpu")
-    wavs = [speechlike(n, 10 + i) for i, n in enumerate([12000, 30000])]
-    ours = whisper.forward(wavs)
-    for i, w in enumerate(wavs):
-        ref = pipe({"raw": w, "sampling_rate": 16000}, top_k=None)
-        got = {whisper.labels[j]: float(ours.scores[i][j]) for j in range(len(whisper.labels))}
+    from batchser.runner import RunConfig, run
+    from batchser.testing import make_wav2vec2_classifier_dir
+
+    if shutil.which("ffmpeg") is None:
+        pytest.skip("the pipeline decodes files with ffmpeg")
+    model = whisper_dir if kind == "whisper" else make_wav2vec2_classifier_dir(tmp_path / "w2v", seed=4)
+    d = make_corpus({"short": 0.6, "mid": 3.3, "long": 12.5, "tiny": 0.2})
+    run(RunConfig(input=str(d), out=str(tmp_path / "o"), model=str(model), num_workers=0, progress=False),
+        log=lambda *_: None)
+    from batchser import open_results
+
+    df = open_results(tmp_path / "o").labels.set_index("utt_id")
+    pipe = pipeline("audio-classification", model=str(model), device="cpu")
+    for line in (d / "wav.scp").read_text().splitlines():
+        uid, path = line.split()
+        ref = pipe(path, top_k=None)
+        row = df.loc[uid]
+        norm = {"disgust": "disgusted"}
+        assert row.label == norm.get(ref[0]["label"], ref[0]["label"])
         for r in ref:
-            assert got[r["label"].replace("disgust", "disgusted")] == pytest.approx(r["score"], abs=1e-4)
+            assert row[f"score_{norm.get(r['label'], r['label'])}"] == pytest.approx(r["score"], abs=1e-4)
 
 
 def test_cli_runs_whisper_dir(whisper_dir, tmp_path, monkeypatch):
@@ -131,3 +149,27 @@ def test_cli_runs_whisper_dir(whisper_dir, tmp_path, monkeypatch):
     res = open_results(tmp_path / "o")
     assert len(res.labels) == 8 and res.manifest["model"]["backend"] == "transformers"
     assert "score_surprised" in res.labels.columns and res.embeddings().shape == (8, 64)
+
+
+def test_cli_runs_wav2vec2_dir_with_the_same_contract(tmp_path, monkeypatch, e2v_dir):
+    from click.testing import CliRunner
+
+    from batchser import open_results
+    from batchser.cli import main
+    from batchser.testing import make_wav2vec2_classifier_dir
+    from conftest import REPO
+
+    monkeypatch.chdir(REPO)
+    w = make_wav2vec2_classifier_dir(tmp_path / "w2v", attention_mask=False)
+    outs = {}
+    for name, m in (("w2v", w), ("e2v", e2v_dir)):
+        r = CliRunner().invoke(main, ["run", "sample_scp/wav.scp", "--out", str(tmp_path / name), "--model", str(m),
+                                      "--num-workers", "0", "--granularity", "frame", "-q"], catch_exceptions=False)
+        assert r.exit_code == 0, r.output
+        outs[name] = open_results(tmp_path / name)
+    a, b = outs["w2v"].labels, outs["e2v"].labels
+    fixed = [c for c in b.columns if not c.startswith("score_")]
+    assert [c for c in a.columns if not c.startswith("score_")] == fixed  # same contract, other classes
+    assert sorted(c for c in a.columns if c.startswith("score_")) == ["score_angry", "score_happy",
+                                                                      "score_neutral", "score_sad"]
+    assert outs["w2v"].frames(a.utt_id[0]).shape[1] == 32
