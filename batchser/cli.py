@@ -9,6 +9,7 @@ Exit codes scripts can trust:
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 
 import click
 
@@ -83,7 +84,7 @@ def main() -> None:
               help="Continue an interrupted run in OUT (also the default when OUT exists; the flag documents intent).")
 @click.option("--overwrite", is_flag=True, help="Delete OUT first instead of resuming it.")
 @click.option("--retry-errors", is_flag=True, help="When resuming, run the utterances in errors/ again.")
-@click.option("--quiet", "-q", is_flag=True, help="No progress bar or notes.")
+@click.option("--quiet", "-q", is_flag=True, help="No progress bar or notes (the final one-line summary stays).")
 def run(input_path, out, model, hub, backend, device, dtype, batch_seconds, max_batch_size, num_workers, max_seconds,
         long_audio,
         granularity, emb_dtype, npy_layout, audio_root, no_pipes, pipe_timeout, part_size, resume, overwrite, retry_errors, quiet):
@@ -127,7 +128,8 @@ def run(input_path, out, model, hub, backend, device, dtype, batch_seconds, max_
         f"{s.audio_seconds / 60:.1f} min of audio in {s.wall_seconds:.1f} s"
         + (f" ({s.audio_seconds / s.wall_seconds:.1f}x real time)" if s.wall_seconds else "")
         + (f"; padding efficiency {pe:.1%}" if pe else "")
-        + f"\nresults: {out}/labels/  errors: {out}/errors/  manifest: {out}/manifest.json",
+        + f"\nresults: {Path(out) / 'labels'}/  errors: {Path(out) / 'errors'}/  "
+          f"manifest: {Path(out) / 'manifest.json'}",
         err=True,
     )
     if s.n_errors:
