@@ -29,6 +29,7 @@ def main() -> None:
       batchser make-test-model /tmp/e2v                        # random-weight model, offline
       batchser run sample_scp/wav.scp --out outputs/ --model /tmp/e2v
       batchser info data/train                                 # check a corpus first
+      batchser eval outputs/ --label-map ravdess               # UA/WA/F1 against utt2emo
 
     Outputs are Parquet tables (labels/, errors/) and .npy embeddings; read them with
     pandas, DuckDB or `batchser.open_results("outputs/")`. Exit codes: 0 all done,
@@ -163,6 +164,60 @@ def info(input_path, audio_root, no_pipes, no_probe, as_json):
     click.echo(json.dumps(s, indent=2) if as_json else format_text(s))
     if s["unusable"]:
         sys.exit(EXIT_PARTIAL)
+
+
+@main.command("eval")
+@click.argument("out_dir", metavar="OUT", type=click.Path(exists=True, file_okay=False))
+@click.option("--ref", type=click.Path(exists=True, dir_okay=False), default=None,
+              help="Reference labels '<utt> <label>' (utt2emo). Default: the utt2emo given to `run`.")
+@click.option("--label-map", default=None,
+              help="Map labels before scoring: a file of 'from to' lines ('-' drops a class) or a built-in "
+                   "map: ravdess (calm->neutral), ravdess-drop-calm, iemocap4 (excited->happy). Spelling "
+                   "variants (disgust/disgusted, fear/fearful, ...) are unified without a map.")
+@click.option("--eval-dir", type=click.Path(file_okay=False), default=None, help="Where to write (default OUT/eval).")
+@click.option("--no-plot", is_flag=True, help="Skip the confusion-matrix PNG.")
+@click.option("--json", "as_json", is_flag=True, help="Print metrics.json instead of the table.")
+def eval_cmd(out_dir, ref, label_map, eval_dir, no_plot, as_json):
+    """Score the predictions in OUT against reference labels.
+
+    \b
+    Prints and writes (OUT/eval/metrics.json, confusion.png): WA (accuracy), UA (mean
+    per-class recall), macro and weighted F1, per-class precision/recall/F1/support, the
+    confusion matrix, and a per-speaker breakdown when speakers are known. Utterances in
+    errors/ (or never run) count as wrong and are reported.
+    """
+    import json
+
+    from .evaluate import evaluate, format_report
+
+    try:
+        m = evaluate(out_dir, ref=ref, label_map=label_map, eval_dir=eval_dir, plot=not no_plot)
+    except (ValueError, FileNotFoundError) as e:
+        click.echo(f"error: {e}", err=True)
+        sys.exit(EXIT_INPUT)
+    click.echo(json.dumps(m, indent=2) if as_json else format_report(m))
+
+
+@main.command()
+@click.argument("out_dir", metavar="OUT", type=click.Path(exists=True, file_okay=False))
+@click.option("--by", type=click.Choice(["spk", "rec"]), default="spk", show_default=True,
+              help="Group by speaker (utt2spk) or by recording.")
+@click.option("--png", is_flag=True, help="Also draw the label distribution per group (OUT/summary_by_<by>.png).")
+def summarize(out_dir, by, png):
+    """Per-speaker or per-recording emotion distributions and mean class scores, written to
+    OUT/summary_by_<by>.parquet."""
+    from .evaluate import summarize as do_summarize
+
+    try:
+        path, df = do_summarize(out_dir, by=by, png=png)
+    except (ValueError, FileNotFoundError) as e:
+        click.echo(f"error: {e}", err=True)
+        sys.exit(EXIT_INPUT)
+    import pandas as pd
+
+    with pd.option_context("display.max_columns", 12, "display.width", 120):
+        click.echo(df.head(20).to_string(index=False))
+    click.echo(f"wrote {path}")
 
 
 @main.command("make-test-model")

@@ -1,0 +1,271 @@
+"""``batchser eval`` and ``batchser summarize``: metrics and distributions from an output directory.
+
+Metrics follow the speech-emotion-recognition convention: WA (weighted accuracy) is plain
+accuracy over all evaluated utterances; UA (unweighted accuracy) is the mean per-class recall
+over the reference classes. Macro and weighted F1 are also over the reference classes.
+Utterances with a reference label but no prediction (in errors/, or never run) count as wrong
+and are reported.
+"""
+from __future__ import annotations
+
+import json
+from collections import Counter
+from pathlib import Path
+from typing import Dict, List, Optional, Sequence, Tuple
+
+import numpy as np
+
+from .models.base import normalise_label
+
+MISSING = "<missing>"
+
+# Built-in maps: spelling variants are already unified by normalise_label (disgust -> disgusted,
+# fear -> fearful, ...); these maps carry semantic choices. "-" drops the class from evaluation.
+BUILTIN_MAPS: Dict[str, Dict[str, str]] = {
+    # RAVDESS has 'calm', which no 9-class emotion2vec+ or 7-class Whisper label matches: the
+    # common choice is to merge it into neutral.
+    "ravdess": {"calm": "neutral"},
+    "ravdess-drop-calm": {"calm": "-"},
+    # IEMOCAP's usual 4-class setup: excited merged into happy.
+    "iemocap4": {"excited": "happy", "exc": "happy"},
+}
+
+
+def read_label_map(spec: Optional[str]) -> Dict[str, str]:
+    """A built-in map name or a two-column TSV/whitespace file 'from to' ('-' = drop)."""
+    if not spec:
+        return {}
+    if spec in BUILTIN_MAPS:
+        return dict(BUILTIN_MAPS[spec])
+    p = Path(spec)
+    if not p.exists():
+        raise ValueError(f"--label-map {spec!r}: neither a file nor a built-in map ({', '.join(BUILTIN_MAPS)})")
+    out = {}
+    for no, line in enumerate(p.read_text(encoding="utf-8").splitlines(), 1):
+        if not line.strip() or line.lstrip().startswith("#"):
+            continue
+        f = line.split()
+        if len(f) != 2:
+            raise ValueError(f"{p}:{no}: expected 'from to', got {line!r}")
+        out[normalise_label(f[0])] = f[1] if f[1] == "-" else normalise_label(f[1])
+    return out
+
+
+def apply_map(label: Optional[str], mapping: Dict[str, str]) -> Optional[str]:
+    if label is None:
+        return None
+    lab = normalise_label(label)
+    return mapping.get(lab, lab)
+
+
+def read_ref_file(path: str) -> Dict[str, str]:
+    out = {}
+    for no, line in enumerate(Path(path).read_text(encoding="utf-8").splitlines(), 1):
+        if not line.strip():
+            continue
+        f = line.split(None, 1)
+        if len(f) != 2:
+            raise ValueError(f"{path}:{no}: expected '<utt> <label>', got {line!r}")
+        out[f[0]] = f[1].strip()
+    return out
+
+
+def confusion(y_true: Sequence[str], y_pred: Sequence[str], classes: List[str], pred_classes: List[str]) -> np.ndarray:
+    ti = {c: i for i, c in enumerate(classes)}
+    pj = {c: j for j, c in enumerate(pred_classes)}
+    m = np.zeros((len(classes), len(pred_classes)), dtype=np.int64)
+    for t, p in zip(y_true, y_pred):
+        m[ti[t], pj[p]] += 1
+    return m
+
+
+def metrics(y_true: Sequence[str], y_pred: Sequence[str]) -> Dict:
+    """WA, UA, macro/weighted F1 and per-class P/R/F1/support over the reference classes."""
+    classes = sorted(set(y_true))
+    n = len(y_true)
+    tp = Counter(t for t, p in zip(y_true, y_pred) if t == p)
+    support = Counter(y_true)
+    predicted = Counter(y_pred)
+    per = {}
+    for c in classes:
+        prec = tp[c] / predicted[c] if predicted[c] else 0.0
+        rec = tp[c] / support[c]
+        f1 = 2 * prec * rec / (prec + rec) if prec + rec else 0.0
+        per[c] = {"precision": prec, "recall": rec, "f1": f1, "support": support[c]}
+    wa = sum(tp.values()) / n if n else 0.0
+    ua = float(np.mean([per[c]["recall"] for c in classes])) if classes else 0.0
+    macro = float(np.mean([per[c]["f1"] for c in classes])) if classes else 0.0
+    weighted = sum(per[c]["f1"] * support[c] for c in classes) / n if n else 0.0
+    return {"n": n, "WA": wa, "UA": ua, "macro_f1": macro, "weighted_f1": weighted, "per_class": per}
+
+
+def evaluate(out_dir: str, ref: Optional[str] = None, label_map: Optional[str] = None,
+             eval_dir: Optional[str] = None, plot: bool = True) -> Dict:
+    """Compare predictions in ``out_dir`` with reference labels; write metrics.json (+ PNG)."""
+    from .results import open_results
+
+    res = open_results(out_dir)
+    df = res.labels
+    mapping = read_label_map(label_map)
+    if ref:
+        refs = read_ref_file(ref)
+    elif "ref_label" in df.columns:
+        refs = {u: r for u, r in zip(df.utt_id, df.ref_label) if r is not None}
+        # errored utterances lost their reference column: take it from the run's input if known
+        inp = res.manifest.get("config", {}).get("input")
+        cand = Path(inp) / "utt2emo" if inp and Path(inp).is_dir() else (Path(inp).parent / "utt2emo" if inp else None)
+        if cand is not None and cand.exists():
+            refs = {**read_ref_file(str(cand)), **refs}
+    else:
+        raise ValueError("no reference labels: pass --ref utt2emo (or run with an utt2emo in the data dir)")
+    if df.empty or df.label.isna().all():
+        if not df.empty:
+            raise ValueError(f"{out_dir} has no predicted labels (an embedding-only model?)")
+    pred = {u: l for u, l in zip(df.utt_id, df.label)} if not df.empty else {}
+    spk = {u: s for u, s in zip(df.utt_id, df.spk)} if not df.empty else {}
+    err_ids = set(res.errors.utt_id)
+    model_labels = res.manifest.get("model", {}).get("labels") or sorted(set(pred.values()) - {None})
+    model_classes = {apply_map(l, mapping) for l in model_labels}
+
+    y_true, y_pred, ids, dropped = [], [], [], Counter()
+    n_err = n_notrun = 0
+    for u, r in sorted(refs.items()):
+        t = apply_map(r, mapping)
+        if t == "-":
+            dropped[normalise_label(r)] += 1
+            continue
+        if u in pred:
+            p = apply_map(pred[u], mapping)
+        else:
+            p = MISSING
+            if u in err_ids:
+                n_err += 1
+            else:
+                n_notrun += 1
+        y_true.append(t)
+        y_pred.append(p if p != "-" else MISSING)
+        ids.append(u)
+    if not y_true:
+        raise ValueError("no utterance has both a reference label and a place in this output")
+    m = metrics(y_true, y_pred)
+    classes = sorted(set(y_true))
+    pred_classes = sorted(set(y_pred) | set(classes), key=lambda c: (c == MISSING, c))
+    cm = confusion(y_true, y_pred, classes, pred_classes)
+    m.update({
+        "label_map": mapping,
+        "reference_classes_model_cannot_output": {c: int(sum(1 for t in y_true if t == c))
+                                                  for c in classes if c not in model_classes},
+        "missing_predictions": {"in_errors": n_err, "not_run": n_notrun},
+        "dropped_by_label_map": dict(dropped),
+        "confusion": {"rows": classes, "columns": pred_classes, "matrix": cm.tolist()},
+        "predictions_without_reference": len(set(pred) - set(refs)),
+    })
+    by_spk = {}
+    for s in sorted({spk.get(u) for u in ids} - {None}):
+        idx = [i for i, u in enumerate(ids) if spk.get(u) == s]
+        mm = metrics([y_true[i] for i in idx], [y_pred[i] for i in idx])
+        by_spk[s] = {k: mm[k] for k in ("n", "WA", "UA", "macro_f1")}
+    m["per_speaker"] = by_spk
+    ed = Path(eval_dir) if eval_dir else Path(out_dir) / "eval"
+    ed.mkdir(parents=True, exist_ok=True)
+    (ed / "metrics.json").write_text(json.dumps(m, indent=2) + "\n", encoding="utf-8")
+    if plot:
+        plot_confusion(cm, classes, pred_classes, ed / "confusion.png",
+                       title=f"UA {m['UA']:.3f}  WA {m['WA']:.3f}  (n={m['n']})")
+    m["eval_dir"] = str(ed)
+    return m
+
+
+def plot_confusion(cm: np.ndarray, rows: List[str], cols: List[str], path: Path, title: str = "") -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    norm = cm / np.maximum(cm.sum(1, keepdims=True), 1)
+    fig, ax = plt.subplots(figsize=(1.0 + 0.7 * len(cols), 1.0 + 0.6 * len(rows)))
+    ax.imshow(norm, cmap="Blues", vmin=0, vmax=1)
+    ax.set_xticks(range(len(cols)), cols, rotation=45, ha="right")
+    ax.set_yticks(range(len(rows)), rows)
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("reference")
+    for i in range(len(rows)):
+        for j in range(len(cols)):
+            if cm[i, j]:
+                ax.text(j, i, str(cm[i, j]), ha="center", va="center",
+                        color="white" if norm[i, j] > 0.5 else "black", fontsize=8)
+    ax.set_title(title, fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def format_report(m: Dict) -> str:
+    lines = [f"utterances evaluated: {m['n']}   WA {m['WA']:.4f}   UA {m['UA']:.4f}   "
+             f"macro-F1 {m['macro_f1']:.4f}   weighted-F1 {m['weighted_f1']:.4f}",
+             "", f"{'class':<14}{'precision':>10}{'recall':>10}{'f1':>10}{'support':>10}"]
+    for c, v in m["per_class"].items():
+        lines.append(f"{c:<14}{v['precision']:>10.4f}{v['recall']:>10.4f}{v['f1']:>10.4f}{v['support']:>10d}")
+    cm = m["confusion"]
+    lines += ["", "confusion (rows: reference, columns: predicted)",
+              " " * 14 + "".join(f"{c[:9]:>10}" for c in cm["columns"])]
+    for r, row in zip(cm["rows"], cm["matrix"]):
+        lines.append(f"{r:<14}" + "".join(f"{v:>10d}" for v in row))
+    miss = m["missing_predictions"]
+    if miss["in_errors"] or miss["not_run"]:
+        lines.append(f"\nmissing predictions counted as wrong: {miss['in_errors']} in errors/, "
+                     f"{miss['not_run']} never run")
+    if m["reference_classes_model_cannot_output"]:
+        lines.append("reference classes the model cannot output: " + ", ".join(
+            f"{c} ({n})" for c, n in m["reference_classes_model_cannot_output"].items())
+            + "  (a --label-map can merge them, e.g. --label-map ravdess)")
+    if m["dropped_by_label_map"]:
+        lines.append("dropped by the label map: " + ", ".join(f"{c} ({n})" for c, n in m["dropped_by_label_map"].items()))
+    if m["per_speaker"]:
+        lines += ["", f"{'speaker':<20}{'n':>6}{'WA':>9}{'UA':>9}{'macro-F1':>10}"]
+        for s, v in m["per_speaker"].items():
+            lines.append(f"{s:<20}{v['n']:>6d}{v['WA']:>9.4f}{v['UA']:>9.4f}{v['macro_f1']:>10.4f}")
+    lines.append(f"\nwrote {m['eval_dir']}/metrics.json")
+    return "\n".join(lines)
+
+
+def summarize(out_dir: str, by: str = "spk", png: bool = False) -> Tuple[Path, "object"]:
+    """Per-speaker or per-recording label distribution and mean class scores, as Parquet."""
+    import pandas as pd
+
+    from .results import open_results
+
+    df = open_results(out_dir).labels
+    key = {"spk": "spk", "rec": "rec_id"}[by]
+    if df.empty:
+        raise ValueError(f"{out_dir} has no results to summarise")
+    if df[key].isna().all():
+        raise ValueError(f"no {by} information in {out_dir} (run with an utt2spk to summarise by speaker)")
+    g = df.groupby(key)
+    out = pd.DataFrame({"utterances": g.size(), "hours": g.duration.sum() / 3600.0})
+    if df.label.notna().any():
+        counts = pd.crosstab(df[key], df.label)
+        for c in counts.columns:
+            out[f"n_{c}"] = counts[c]
+            out[f"frac_{c}"] = counts[c] / out.utterances
+        out["top_label"] = counts.idxmax(axis=1)
+        for c in [c for c in df.columns if c.startswith("score_")]:
+            out[f"mean_{c}"] = g[c].mean()
+    out = out.reset_index()
+    path = Path(out_dir) / f"summary_by_{by}.parquet"
+    out.to_parquet(path, index=False)
+    if png and df.label.notna().any():
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+
+        fr = out.set_index(key)[[c for c in out.columns if c.startswith("frac_")]]
+        fr.columns = [c[5:] for c in fr.columns]
+        ax = fr.plot.bar(stacked=True, figsize=(max(4, 0.5 * len(fr) + 2), 4), colormap="tab10")
+        ax.set_ylabel("fraction of utterances")
+        ax.legend(loc="center left", bbox_to_anchor=(1, 0.5), fontsize=8)
+        plt.tight_layout()
+        plt.savefig(Path(out_dir) / f"summary_by_{by}.png", dpi=120)
+        plt.close()
+    return path, out
