@@ -83,12 +83,19 @@ def main() -> None:
               help="Utterances per committed output part (what a crash can cost at most).")
 @click.option("--resume", is_flag=True,
               help="Continue an interrupted run in OUT (also the default when OUT exists; the flag documents intent).")
+@click.option("--shard", default=None, metavar="I/N|auto",
+              help="Run share I (0-based) of N of the corpus, into OUT/shards/shard-IIII-of-NNNN; 'auto' reads "
+                   "the array index and size of SLURM, SGE/UGE, LSF, PBS/Torque or AWS Batch. Then: batchser merge OUT.")
+@click.option("--num-shards", type=int, default=None, help="N, with --shard-index (or with --shard auto where the "
+                                                             "scheduler does not export the array size).")
+@click.option("--shard-index", type=int, default=None, help="I (0-based), with --num-shards.")
 @click.option("--overwrite", is_flag=True, help="Delete OUT first instead of resuming it.")
 @click.option("--retry-errors", is_flag=True, help="When resuming, run the utterances in errors/ again.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar or notes (the final one-line summary stays).")
 def run(input_path, out, model, hub, backend, device, dtype, batch_seconds, max_batch_size, num_workers, max_seconds,
         long_audio,
-        granularity, emb_dtype, npy_layout, audio_root, no_pipes, pipe_timeout, part_size, resume, overwrite, retry_errors, quiet):
+        granularity, emb_dtype, npy_layout, audio_root, no_pipes, pipe_timeout, part_size, shard, num_shards,
+        shard_index, resume, overwrite, retry_errors, quiet):
     """Label every utterance of PATH (a wav.scp or a Kaldi data dir) and write OUT.
 
     \b
@@ -108,7 +115,8 @@ def run(input_path, out, model, hub, backend, device, dtype, batch_seconds, max_
         batch_seconds=batch_seconds, max_batch_size=max_batch_size, num_workers=num_workers, max_seconds=max_seconds,
         long_audio=long_audio,
         granularity=granularity, emb_dtype=emb_dtype, npy_layout=npy_layout, audio_root=audio_root, allow_pipes=not no_pipes,
-        pipe_timeout=pipe_timeout, part_size=part_size, overwrite=overwrite, retry_errors=retry_errors,
+        pipe_timeout=pipe_timeout, part_size=part_size, shard=shard, num_shards=num_shards,
+        shard_index=shard_index, overwrite=overwrite, retry_errors=retry_errors,
         progress=not quiet, argv=list(sys.argv),
     )
     log = (lambda *_: None) if quiet else (lambda m: click.echo(m, err=True))
@@ -218,6 +226,26 @@ def summarize(out_dir, by, png):
     with pd.option_context("display.max_columns", 12, "display.width", 120):
         click.echo(df.head(20).to_string(index=False))
     click.echo(f"wrote {path}")
+
+
+@main.command()
+@click.argument("out_dir", metavar="OUT", type=click.Path(exists=True, file_okay=False))
+def merge(out_dir):
+    """Join the shards of an array job (OUT/shards/*) into OUT as one dataset.
+
+    Exits 1, naming them, when shards are missing, unfinished or failed (re-submit those array
+    indices: they resume). Re-running merge is harmless.
+    """
+    from .shards import MergeError, merge as do_merge
+
+    try:
+        s = do_merge(out_dir)
+    except MergeError as e:
+        click.echo(f"error: {e}", err=True)
+        sys.exit(EXIT_PARTIAL)
+    c = s["counts"]
+    click.echo(f"merged {s['merged_shards']} shards into {out_dir}: {c['results_total']} results, "
+               f"{c['errors_total']} errors, {s['audio_hours']:.3f} h of audio")
 
 
 @main.command("make-test-model")

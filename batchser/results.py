@@ -15,7 +15,9 @@ class Results:
     def __init__(self, out_dir: str | os.PathLike):
         self.dir = Path(out_dir)
         if not (self.dir / "labels").is_dir():
-            raise FileNotFoundError(f"{self.dir} is not a batchser output directory (no labels/)")
+            hint = (f"; it holds shards of an array job: run `batchser merge {self.dir}` first"
+                    if (self.dir / "shards").is_dir() else "")
+            raise FileNotFoundError(f"{self.dir} is not a batchser output directory (no labels/){hint}")
         self._parts: List[Path] = sorted((self.dir / "labels").glob("part-*.parquet"))
 
     def labels_table(self):

@@ -43,6 +43,9 @@ class RunConfig:
     max_seconds: float = 600.0
     long_audio: str = "window"  # or "truncate"
     part_size: int = 2000
+    shard: Optional[str] = None  # "I/N" or "auto" (array-job environment)
+    num_shards: Optional[int] = None
+    shard_index: Optional[int] = None
     overwrite: bool = False
     retry_errors: bool = False
     progress: bool = True
@@ -317,6 +320,21 @@ def run(cfg: RunConfig, log=print) -> RunSummary:
     corpus: Corpus = read_corpus(cfg.input, audio_root=cfg.audio_root, allow_pipes=cfg.allow_pipes)
     for w in corpus.warnings:
         log(f"warning: {w.message}")
+    from .shards import assign, parse_shard
+
+    shard = parse_shard(cfg.shard, cfg.num_shards, cfg.shard_index)
+    out = Path(cfg.out)
+    if shard is not None:
+        # the split is computed on the whole corpus, so a resubmitted task gets the same share
+        for u in corpus.utterances:
+            if u.duration is None:
+                u.duration = probe_duration(u)
+        ids = [u.utt_id for u in corpus.utterances] + [e.utt_id for e in corpus.errors]
+        share = assign(ids, [u.duration for u in corpus.utterances] + [0.0] * len(corpus.errors), shard.count)
+        corpus.utterances = [u for u in corpus.utterances if share[u.utt_id] == shard.index]
+        corpus.errors = [e for e in corpus.errors if share[e.utt_id] == shard.index]
+        out = out / "shards" / shard.name
+        log(f"shard {shard.index}/{shard.count}: {corpus.n_input} utterances -> {out}")
     devices = parse_devices(cfg.device)
     dtype = resolve_dtype(cfg.dtype, devices[0])
     multi = len(devices) > 1
@@ -329,7 +347,6 @@ def run(cfg: RunConfig, log=print) -> RunSummary:
         raise ValueError(f"--max-seconds {cfg.max_seconds:g} is too short for this model "
                          f"(windows need at least {backend.min_samples / 16000:.3f} s)")
 
-    out = Path(cfg.out)
     if cfg.overwrite and out.exists():
         shutil.rmtree(out)
     if cfg.retry_errors:
@@ -427,6 +444,7 @@ def run(cfg: RunConfig, log=print) -> RunSummary:
             "num_batches": n_batches, "num_workers": nw_for(cfg),
             "batch_seconds": batch_seconds, "max_batch_size": max_batch,
             "device_failures": failures,
+            "shard": {"index": shard.index, "count": shard.count} if shard else None,
         })
     if failures:
         raise RuntimeError("device process failed; finished parts are kept, run again to resume:\n"
