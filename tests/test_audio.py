@@ -134,3 +134,20 @@ def test_resample_matches_librosa():
 
     x = speechlike(22050, 5, sr=22050)
     np.testing.assert_allclose(resample(x, 22050), librosa.resample(x, orig_sr=22050, target_sr=16000), atol=1e-6)
+
+
+@pytest.mark.parametrize("sr", [8000, 16000, 22050, 44100, 48000])
+@pytest.mark.parametrize("fmt,subtype,channels", [("WAV", "PCM_16", 1), ("WAV", "PCM_24", 2), ("WAV", "FLOAT", 1),
+                                                  ("FLAC", "PCM_16", 2), ("OGG", "VORBIS", 1)])
+def test_equals_librosa_load_16k_mono(tmp_path, sr, fmt, subtype, channels):
+    """Stated tolerance: decoded + downmixed + resampled samples equal librosa.load(sr=16000,
+    mono=True) (soxr HQ) within 1e-5 absolute, same length."""
+    import librosa
+
+    x = np.stack([speechlike(int(sr * 1.3), c, sr=sr) for c in range(channels)], 1)
+    p = tmp_path / f"x.{fmt.lower()}"
+    sf.write(str(p), x, sr, format=fmt, subtype=subtype)
+    ref, _ = librosa.load(str(p), sr=16000, mono=True)
+    y = load_utterance(utt("file", str(p)))
+    assert len(y) == len(ref)
+    np.testing.assert_allclose(y, ref, atol=1e-5)

@@ -149,6 +149,8 @@ def test_cli_runs_whisper_dir(whisper_dir, tmp_path, monkeypatch):
     res = open_results(tmp_path / "o")
     assert len(res.labels) == 8 and res.manifest["model"]["backend"] == "transformers"
     assert "score_surprised" in res.labels.columns and res.embeddings().shape == (8, 64)
+    r = CliRunner().invoke(main, ["eval", str(tmp_path / "o"), "--no-plot"])  # eval works on every back-end
+    assert r.exit_code == 0 and "utterances evaluated: 8" in r.output
 
 
 def test_cli_runs_wav2vec2_dir_with_the_same_contract(tmp_path, monkeypatch, e2v_dir):
