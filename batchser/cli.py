@@ -68,6 +68,9 @@ def main() -> None:
 @click.option("--long-audio", type=click.Choice(["window", "truncate"]), default="window", show_default=True,
               help="Utterances longer than --max-seconds (or the model's limit, 30 s for Whisper): run in "
                    "windows and combine, or keep only the first part (as Whisper model cards do).")
+@click.option("--features", type=click.Choice(["prosody"]), default=None,
+              help="prosody: add F0, loudness, pause and speaking-rate columns (computed in the decoding workers) "
+                   "and OUT/explanations.parquet relative to each speaker's baseline.")
 @click.option("--granularity", type=click.Choice(["utterance", "frame"]), default="utterance", show_default=True,
               help="frame: also write 50 Hz frame embeddings (frames/ + offsets in the table).")
 @click.option("--emb-dtype", type=click.Choice(["float32", "float16"]), default="float32", show_default=True,
@@ -93,7 +96,7 @@ def main() -> None:
 @click.option("--retry-errors", is_flag=True, help="When resuming, run the utterances in errors/ again.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar or notes (the final one-line summary stays).")
 def run(input_path, out, model, hub, backend, device, dtype, batch_seconds, max_batch_size, num_workers, max_seconds,
-        long_audio,
+        long_audio, features,
         granularity, emb_dtype, npy_layout, audio_root, no_pipes, pipe_timeout, part_size, shard, num_shards,
         shard_index, resume, overwrite, retry_errors, quiet):
     """Label every utterance of PATH (a wav.scp or a Kaldi data dir) and write OUT.
@@ -113,7 +116,7 @@ def run(input_path, out, model, hub, backend, device, dtype, batch_seconds, max_
     cfg = RunConfig(
         input=input_path, out=out, model=model, hub=hub, backend=backend, device=device, dtype=dtype,
         batch_seconds=batch_seconds, max_batch_size=max_batch_size, num_workers=num_workers, max_seconds=max_seconds,
-        long_audio=long_audio,
+        long_audio=long_audio, features=features,
         granularity=granularity, emb_dtype=emb_dtype, npy_layout=npy_layout, audio_root=audio_root, allow_pipes=not no_pipes,
         pipe_timeout=pipe_timeout, part_size=part_size, shard=shard, num_shards=num_shards,
         shard_index=shard_index, overwrite=overwrite, retry_errors=retry_errors,
@@ -246,6 +249,35 @@ def merge(out_dir):
     c = s["counts"]
     click.echo(f"merged {s['merged_shards']} shards into {out_dir}: {c['results_total']} results, "
                f"{c['errors_total']} errors, {s['audio_hours']:.3f} h of audio")
+
+
+@main.command()
+@click.argument("input_path", metavar="PATH", type=click.Path(exists=True))
+@click.option("--out", "-o", required=True, type=click.Path(), help="Output directory (a re-run resumes it).")
+@click.option("--audio-root", type=click.Path(file_okay=False), default=None,
+              help="Resolve relative paths in wav.scp against this directory.")
+@click.option("--no-pipes", is_flag=True, help="Refuse wav.scp entries that run shell commands.")
+@click.option("--num-workers", type=int, default=-1, show_default=True, help="Worker processes (-1: cores - 1).")
+def features(input_path, out, audio_root, no_pipes, num_workers):
+    """Prosody features only, no model: F0 (Praat), loudness, pauses, speaking rate per utterance.
+
+    \b
+    Writes OUT/features/part-*.parquet (one row per utterance), OUT/errors/, and
+    OUT/explanations.parquet (each utterance relative to its speaker's medians).
+    """
+    from .corpus import CorpusError
+    from .runner import run_features
+
+    try:
+        s = run_features(input_path, out, audio_root=audio_root, allow_pipes=not no_pipes, num_workers=num_workers,
+                         log=lambda m: click.echo(m, err=True))
+    except CorpusError as e:
+        click.echo(f"error: {e}", err=True)
+        sys.exit(EXIT_INPUT)
+    click.echo(f"done: {s.n_ok} ok, {s.n_errors} errors, {s.n_skipped} already done; "
+               f"{s.audio_seconds / 60:.1f} min of audio in {s.wall_seconds:.1f} s", err=True)
+    if s.n_errors:
+        sys.exit(EXIT_PARTIAL)
 
 
 @main.command("make-test-model")

@@ -72,7 +72,8 @@ def score_column(label: str) -> str:
 ERROR_SCHEMA = pa.schema([("utt_id", pa.string()), ("stage", pa.string()), ("message", pa.string())])
 
 
-def labels_schema(labels: Sequence[str], frames: bool, with_ref: bool, per_utt: bool = False) -> pa.Schema:
+def labels_schema(labels: Sequence[str], frames: bool, with_ref: bool, per_utt: bool = False,
+                  prosody: bool = False) -> pa.Schema:
     fields = [
         ("utt_id", pa.string()), ("rec_id", pa.string()), ("spk", pa.string()),
         ("start", pa.float64()), ("end", pa.float64()), ("duration", pa.float64()),
@@ -84,6 +85,10 @@ def labels_schema(labels: Sequence[str], frames: bool, with_ref: bool, per_utt: 
         fields += [("frame_file", pa.string()), ("frame_offset", pa.int64()), ("frame_count", pa.int64())]
     if per_utt:
         fields += [("npy_file", pa.string())]
+    if prosody:
+        from .prosody import COLUMNS
+
+        fields += [(c, pa.float64()) for c in COLUMNS]
     if with_ref:
         fields += [("ref_label", pa.string())]
     return pa.schema(fields)
@@ -108,7 +113,7 @@ class OutputWriter:
     def __init__(self, out_dir: str | os.PathLike, labels: Sequence[str], model_id: str,
                  emb_dtype: str = "float32", frames: bool = False, with_ref: bool = False,
                  part_size: int = 2000, settings: Optional[Dict] = None, npy_layout: str = "parts",
-                 namespace: Optional[str] = None):
+                 namespace: Optional[str] = None, prosody: bool = False):
         self.out = Path(out_dir)
         if namespace is not None and not re.fullmatch(r"[A-Za-z0-9]+", namespace):
             raise ValueError(f"bad part namespace {namespace!r}")
@@ -119,7 +124,7 @@ class OutputWriter:
         self.frames = frames
         self.part_size = part_size
         self.per_utt = npy_layout == "per-utt"
-        self.schema = labels_schema(self.labels, frames, with_ref, self.per_utt)
+        self.schema = labels_schema(self.labels, frames, with_ref, self.per_utt, prosody)
         self.with_ref = with_ref
         for sub in ("labels", "embeddings", "errors") + (("frames",) if frames else ()) + (("npy",) if self.per_utt else ()):
             (self.out / sub).mkdir(parents=True, exist_ok=True)

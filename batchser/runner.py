@@ -42,6 +42,7 @@ class RunConfig:
     pipe_timeout: float = 300.0
     max_seconds: float = 600.0
     long_audio: str = "window"  # or "truncate"
+    features: Optional[str] = None  # "prosody": interpretable columns beside each prediction
     part_size: int = 2000
     shard: Optional[str] = None  # "I/N" or "auto" (array-job environment)
     num_shards: Optional[int] = None
@@ -160,10 +161,15 @@ def _cache_shared_recordings(utts: List[Utterance], out: Path, timeout: float, w
 
 
 class _DecodeDataset:
-    """Map-style dataset: index -> (index, waveform or None, error message or None)."""
+    """Map-style dataset: index -> (index, waveform or None, error or None, features or None).
 
-    def __init__(self, utts: List[Utterance], pipe_timeout: float, min_samples: int):
+    Runs in the loader's worker processes: decoding and (with ``features``) the prosody
+    features happen there, on the CPU, while the model works on the previous batch.
+    """
+
+    def __init__(self, utts: List[Utterance], pipe_timeout: float, min_samples: int, features: bool = False):
         self.utts, self.pipe_timeout, self.min_samples = utts, pipe_timeout, min_samples
+        self.features = features
 
     def __len__(self) -> int:
         return len(self.utts)
@@ -171,11 +177,20 @@ class _DecodeDataset:
     def __getitem__(self, i: int):
         u = self.utts[i]
         try:
-            return i, load_utterance(u, self.pipe_timeout, self.min_samples), None
+            w = load_utterance(u, self.pipe_timeout, self.min_samples)
         except AudioError as e:
-            return i, None, f"{u.utt_id} ({u.where}): {e}"
+            return i, None, f"{u.utt_id} ({u.where}): {e}", None
         except Exception as e:  # a decoder bug must not stop the run either
-            return i, None, f"{u.utt_id} ({u.where}): {type(e).__name__}: {e}"
+            return i, None, f"{u.utt_id} ({u.where}): {type(e).__name__}: {e}", None
+        feats = None
+        if self.features:
+            from .prosody import prosody
+
+            try:
+                feats = prosody(w)
+            except Exception as e:
+                return i, None, f"{u.utt_id} ({u.where}): prosody features failed: {type(e).__name__}: {e}", None
+        return i, w, None, feats
 
 
 def _identity(batch):
@@ -227,12 +242,14 @@ def _process(backend, writer: OutputWriter, todo: List[Utterance], cfg: "RunConf
     max_samples = int(cfg.max_seconds * 16000)
     nw = nw_for(cfg)
     loader = torch.utils.data.DataLoader(
-        _DecodeDataset(todo, cfg.pipe_timeout, backend.min_samples), batch_sampler=batches,
+        _DecodeDataset(todo, cfg.pipe_timeout, backend.min_samples, cfg.features == "prosody"),
+        batch_sampler=batches,
         num_workers=nw, collate_fn=_identity, prefetch_factor=2 if nw > 0 else None,
     )
     for items in loader:
-        good = [(i, w) for i, w, err in items if err is None]
-        for i, w, err in items:
+        good = [(i, w) for i, w, err, _ in items if err is None]
+        feats = {i: f for i, _, _, f in items}
+        for i, w, err, _ in items:
             if err is not None:
                 writer.add_error(todo[i].utt_id, "decode", err)
                 s.n_errors += 1
@@ -249,6 +266,8 @@ def _process(backend, writer: OutputWriter, todo: List[Utterance], cfg: "RunConf
                     continue
                 dur = len(w) / 16000.0
                 rows.append(_row(todo[i], dur, backend.labels, r.scores, with_ref))
+                if feats[i] is not None:
+                    rows[-1].update(feats[i])
                 embs.append(r.embedding)
                 frs.append(r.frames)
                 s.audio_seconds += dur
@@ -359,10 +378,11 @@ def run(cfg: RunConfig, log=print) -> RunSummary:
         "model": info.sha256 or info.id, "backend": info.backend, "labels": backend.labels,
         "dtype": dtype, "granularity": cfg.granularity, "emb_dtype": cfg.emb_dtype,
         "max_seconds": cfg.max_seconds, "long_audio": cfg.long_audio, "npy_layout": cfg.npy_layout,
+        "features": cfg.features,
     }
     writer_args = dict(labels=backend.labels, model_id=info.id, emb_dtype=cfg.emb_dtype,
                        frames=cfg.granularity == "frame", with_ref=with_ref, part_size=cfg.part_size,
-                       settings=settings, npy_layout=cfg.npy_layout)
+                       settings=settings, npy_layout=cfg.npy_layout, prosody=cfg.features == "prosody")
     writer = OutputWriter(out, **writer_args)
     done = writer.finished_ids
     s = RunSummary(n_input=corpus.n_input)
@@ -419,6 +439,10 @@ def run(cfg: RunConfig, log=print) -> RunSummary:
             bar.close()
         s.wall_seconds = time.time() - t0
         final = OutputWriter(out, **writer_args)  # rescan: totals over every namespace
+        if cfg.features == "prosody":
+            from .prosody import write_explanations
+
+            write_explanations(out)
         d0 = devices[0]
         writer.write_manifest({
             "batchser_version": _versions().get("batchser"),
@@ -499,3 +523,88 @@ def _run_devices(cfg, devices, dtype, todo, writer_args, with_ref, s: RunSummary
     if bar is not None:
         bar.update(counter.value - seen)
     return n_batches
+
+
+def run_features(input_path: str, out_dir: str, audio_root: Optional[str] = None, allow_pipes: bool = True,
+                 num_workers: int = -1, pipe_timeout: float = 300.0, part_size: int = 2000, log=print) -> RunSummary:
+    """``batchser features``: prosody columns only, no model. Writes OUT/features/part-*.parquet,
+    OUT/errors/ and OUT/explanations.parquet; a re-run skips utterances already written."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+    import torch
+
+    from .outputs import ERROR_SCHEMA, _save_parquet
+    from .prosody import COLUMNS, write_explanations
+
+    t0 = time.time()
+    corpus = read_corpus(input_path, audio_root=audio_root, allow_pipes=allow_pipes)
+    for w in corpus.warnings:
+        log(f"warning: {w.message}")
+    out = Path(out_dir)
+    (out / "features").mkdir(parents=True, exist_ok=True)
+    (out / "errors").mkdir(parents=True, exist_ok=True)
+    done = set()
+    nums = [-1]
+    for sub in ("features", "errors"):
+        for f in (out / sub).glob("part-*.parquet"):
+            done.update(pq.read_table(f, columns=["utt_id"]).column("utt_id").to_pylist())
+            nums.append(int(f.stem.split("-")[-1]))
+    nxt = [max(nums) + 1]
+    schema = pa.schema([("utt_id", pa.string()), ("rec_id", pa.string()), ("spk", pa.string()),
+                        ("start", pa.float64()), ("end", pa.float64()), ("duration", pa.float64())]
+                       + [(c, pa.float64()) for c in COLUMNS] + ([("ref_label", pa.string())]
+                                                                 if any(u.ref_label for u in corpus.utterances) else []))
+    s = RunSummary(n_input=corpus.n_input)
+    rows: List[Dict] = []
+    errs: List[Dict] = [{"utt_id": e.utt_id, "stage": e.stage, "message": e.message}
+                        for e in corpus.errors if e.utt_id not in done]
+
+    def flush():
+        if rows:
+            _save_parquet(out / "features" / f"part-{nxt[0]:05d}.parquet", pa.Table.from_pylist(rows, schema=schema))
+        if errs:
+            _save_parquet(out / "errors" / f"part-{nxt[0]:05d}.parquet", pa.Table.from_pylist(errs, schema=ERROR_SCHEMA))
+        if rows or errs:
+            nxt[0] += 1
+        s.n_ok += len(rows)
+        s.n_errors += len(errs)
+        rows.clear()
+        errs.clear()
+
+    todo = [u for u in corpus.utterances if u.utt_id not in done]
+    s.n_skipped = len(corpus.utterances) - len(todo) + len(corpus.errors) - len([e for e in corpus.errors if e.utt_id not in done])
+    batches = make_batches([probe_duration(u) for u in todo], 60.0, 16)
+    nw = default_workers() if num_workers < 0 else num_workers
+    loader = torch.utils.data.DataLoader(_DecodeDataset(todo, pipe_timeout, 400, features=True),
+                                         batch_sampler=batches, num_workers=nw, collate_fn=_identity,
+                                         prefetch_factor=2 if nw else None)
+    try:
+        for items in loader:
+            for i, w, err, feats in items:
+                u = todo[i]
+                if err is not None:
+                    errs.append({"utt_id": u.utt_id, "stage": "decode", "message": err})
+                    continue
+                dur = len(w) / 16000.0
+                r = {"utt_id": u.utt_id, "rec_id": u.rec_id, "spk": u.spk, "start": u.start or 0.0,
+                     "end": u.end if u.end is not None else (u.start or 0.0) + dur, "duration": dur, **feats}
+                if "ref_label" in schema.names:
+                    r["ref_label"] = u.ref_label
+                rows.append(r)
+                s.audio_seconds += dur
+            if len(rows) + len(errs) >= part_size:
+                flush()
+    finally:
+        flush()
+    import pandas as pd
+
+    parts = sorted((out / "features").glob("part-*.parquet"))
+    if parts:
+        df = pd.concat([pq.read_table(p).to_pandas() for p in parts], ignore_index=True)
+        if not df.empty:
+            from .prosody import explanations
+
+            _save_parquet(out / "explanations.parquet",
+                          pa.Table.from_pandas(explanations(df), preserve_index=False))
+    s.wall_seconds = time.time() - t0
+    return s

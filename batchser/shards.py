@@ -222,4 +222,7 @@ def merge(out: str | os.PathLike) -> Dict:
                "longest_shard_wall_seconds": wall, "model": man0.get("model"),
                "versions": man0.get("versions"), "shards": {i: str(p) for i, p in sorted(have.items())}}
     atomic_write_text(out / "manifest.json", json.dumps(summary, indent=2) + "\n")
+    from .prosody import write_explanations
+
+    write_explanations(out)  # speaker baselines need every shard's utterances
     return summary

@@ -50,7 +50,7 @@ def main() -> None:
         t = time.time()
         n = 0
         for items in dl:
-            n += sum(len(w) for _, w, e in items if e is None)
+            n += sum(len(w) for _, w, e, _ in items if e is None)
         dt = time.time() - t
         rt = n / 16000 / dt
         print(f"workers={nw}: {rt:7.1f}x real time total, {rt / max(nw, 1):7.1f}x per worker "
