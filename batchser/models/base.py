@@ -50,3 +50,36 @@ class BatchOutput:
     embeddings: np.ndarray  # B x D, mean of valid frames
     scores: Optional[np.ndarray]  # B x C softmax, or None for embedding-only models
     frames: Optional[List[np.ndarray]] = field(default=None)  # per utterance, T_i x D
+
+
+def pool_frames(frames, lengths, scores: Optional[np.ndarray], want_frames: bool) -> BatchOutput:
+    """BatchOutput from padded frame embeddings (B x T x D torch tensor) and valid lengths:
+    the utterance embedding is the mean over each row's valid frames only."""
+    import torch
+
+    fr = frames.float()
+    valid = (torch.arange(fr.shape[1], device=fr.device)[None, :] < lengths[:, None]).to(fr.dtype)
+    emb = (fr * valid[..., None]).sum(1) / lengths.clamp_min(1).to(fr.dtype)[:, None]
+    frame_list = None
+    if want_frames:
+        f = fr.cpu().numpy()
+        frame_list = [f[i, : int(lengths[i])] for i in range(f.shape[0])]
+    return BatchOutput(embeddings=emb.cpu().numpy(), scores=scores, frames=frame_list)
+
+
+def frame_weighted_mean(x: np.ndarray, frame_counts: np.ndarray) -> np.ndarray:
+    """Mean of per-window rows weighted by their frame counts (= the mean over all frames)."""
+    w = frame_counts.astype(np.float64)[:, None] / frame_counts.sum()
+    return (x * w).sum(0).astype(np.float32)
+
+
+def autocast(device, dtype: str):
+    """AMP context for ``dtype`` ('float32' = none) on ``device``."""
+    import contextlib
+
+    import torch
+
+    if dtype == "float32":
+        return contextlib.nullcontext()
+    dt = {"float16": torch.float16, "bfloat16": torch.bfloat16}[dtype]
+    return torch.autocast(device_type=torch.device(device).type, dtype=dt)

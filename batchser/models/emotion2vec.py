@@ -28,7 +28,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .base import BatchOutput, ModelInfo, normalise_label
+from .base import BatchOutput, ModelInfo, autocast, frame_weighted_mean, normalise_label, pool_frames
 
 
 @dataclass
@@ -301,19 +301,12 @@ class Emotion2vecBackend:
         self.info = info or ModelInfo(id=str(model_dir), path=str(model_dir))
         self.embed_dim = int(self.model.cfg.get("embed_dim"))
 
-    def autocast(self):
-        if self.dtype == "float32":
-            return contextlib.nullcontext()
-        dt = {"float16": torch.float16, "bfloat16": torch.bfloat16}[self.dtype]
-        return torch.autocast(device_type=self.device.type, dtype=dt)
-
     max_input_samples = None  # any length (long inputs: see batchser.worker)
 
     def combine_windows(self, embeddings: np.ndarray, scores, frame_counts: np.ndarray):
         """Windows of one long utterance: the frame-weighted mean embedding (= the mean over all
         frames, as for a whole utterance) and the head's scores for it."""
-        w = frame_counts.astype(np.float64)[:, None] / frame_counts.sum()
-        emb = (embeddings * w).sum(0).astype(np.float32)
+        emb = frame_weighted_mean(embeddings, frame_counts)
         return emb, (self.scores_from_embedding(emb[None])[0] if self.labels else None)
 
     @torch.no_grad()
@@ -332,17 +325,9 @@ class Emotion2vecBackend:
             batch[i, : len(w)] = torch.from_numpy(np.asarray(w, dtype=np.float32))
         if self.device.type == "cuda":
             batch = batch.pin_memory().to(self.device, non_blocking=True)
-        with self.autocast():
+        with autocast(self.device, self.dtype):
             fr, flen, logits = batched_forward(self.model, batch, lengths)
-        fr = fr.float()
-        valid = (torch.arange(fr.shape[1], device=fr.device)[None, :] < flen[:, None]).to(fr.dtype)
-        emb = (fr * valid[..., None]).sum(1) / flen.clamp_min(1).to(fr.dtype)[:, None]
         scores = None
         if logits is not None:
-            lg = logits.float()[:, self.keep]
-            scores = torch.softmax(lg, dim=-1).cpu().numpy()
-        frame_list = None
-        if frames:
-            fr_cpu = fr.cpu().numpy()
-            frame_list = [fr_cpu[i, : int(flen[i])] for i in range(len(wavs))]
-        return BatchOutput(embeddings=emb.cpu().numpy(), scores=scores, frames=frame_list)
+            scores = torch.softmax(logits.float()[:, self.keep], dim=-1).cpu().numpy()
+        return pool_frames(fr, flen, scores, frames)

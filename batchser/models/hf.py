@@ -16,13 +16,12 @@ Results equal transformers' own unbatched forward on the same audio:
 """
 from __future__ import annotations
 
-import contextlib
 from typing import List, Optional
 
 import numpy as np
 import torch
 
-from .base import BatchOutput, ModelInfo, normalise_label
+from .base import BatchOutput, ModelInfo, autocast, frame_weighted_mean, normalise_label, pool_frames
 
 WHISPER_HOP = 160  # samples per mel frame; the encoder halves it again: 320 samples per frame
 
@@ -56,16 +55,10 @@ class TransformersBackend:
         if int(getattr(self.fe, "sampling_rate", 16000)) != 16000:
             raise ValueError(f"{model_dir}: the feature extractor expects {self.fe.sampling_rate} Hz; batchser feeds 16 kHz")
 
-    def autocast(self):
-        if self.dtype == "float32":
-            return contextlib.nullcontext()
-        dt = {"float16": torch.float16, "bfloat16": torch.bfloat16}[self.dtype]
-        return torch.autocast(device_type=self.device.type, dtype=dt)
-
     def _whisper(self, wavs: List[np.ndarray], frames: bool):
         feats = self.fe(wavs, sampling_rate=16000, return_tensors="pt", device=str(self.device))
         x = feats.input_features.to(self.device)
-        with self.autocast():
+        with autocast(self.device, self.dtype):
             out = self.model(x, output_hidden_states=True)
         hid = out.hidden_states[-1].float()  # B x 1500 x D
         n = torch.tensor([min(hid.shape[1], -(-len(w) // (2 * WHISPER_HOP))) for w in wavs], device=hid.device)
@@ -77,7 +70,7 @@ class TransformersBackend:
         x = feats.input_values.to(self.device)
         mask = feats.get("attention_mask")
         mask = mask.to(self.device) if mask is not None else None
-        with self.autocast():
+        with autocast(self.device, self.dtype):
             out = self.model(x, attention_mask=mask, output_hidden_states=True)
         hid = out.hidden_states[-1].float()
         if mask is not None:
@@ -90,14 +83,7 @@ class TransformersBackend:
     @torch.no_grad()
     def _forward(self, wavs: List[np.ndarray], frames: bool) -> BatchOutput:
         logits, hid, n = (self._whisper if self.is_whisper else self._w2v)(wavs, frames)
-        valid = (torch.arange(hid.shape[1], device=hid.device)[None, :] < n[:, None]).to(hid.dtype)
-        emb = (hid * valid[..., None]).sum(1) / n.clamp_min(1).to(hid.dtype)[:, None]
-        scores = torch.softmax(logits, dim=-1).cpu().numpy()
-        fr = None
-        if frames:
-            h = hid.cpu().numpy()
-            fr = [h[i, : int(n[i])] for i in range(len(wavs))]
-        return BatchOutput(embeddings=emb.cpu().numpy(), scores=scores, frames=fr)
+        return pool_frames(hid, n, torch.softmax(logits, dim=-1).cpu().numpy(), frames)
 
     def forward(self, wavs: List[np.ndarray], frames: bool = False) -> BatchOutput:
         """One batch of 16 kHz mono float32 waveforms (Whisper: each at most 30 s)."""
@@ -110,5 +96,4 @@ class TransformersBackend:
 
     def combine_windows(self, embeddings: np.ndarray, scores: np.ndarray, frame_counts: np.ndarray):
         """Windows of one long utterance: frame-weighted mean embedding, frame-weighted mean scores."""
-        w = frame_counts.astype(np.float64)[:, None] / frame_counts.sum()
-        return (embeddings * w).sum(0).astype(np.float32), (scores * w).sum(0).astype(np.float32)
+        return frame_weighted_mean(embeddings, frame_counts), frame_weighted_mean(scores, frame_counts)
