@@ -5,6 +5,7 @@ Exit codes scripts can trust:
   1  the run completed, but some utterances are in OUT/errors/ (see the summary)
   2  usage error, or the corpus cannot be read at all
   3  the model cannot be found or loaded (offline without a local directory, ...)
+  4  the run stopped unfinished (a device process failed); finished parts are kept: run again
 """
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ import click
 
 from .version import __version__
 
-EXIT_PARTIAL, EXIT_INPUT, EXIT_MODEL = 1, 2, 3
+EXIT_PARTIAL, EXIT_INPUT, EXIT_MODEL, EXIT_UNFINISHED = 1, 2, 3, 4
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
@@ -33,7 +34,8 @@ def main() -> None:
 
     Outputs are Parquet tables (labels/, errors/) and .npy embeddings; read them with
     pandas, DuckDB or `batchser.open_results("outputs/")`. Exit codes: 0 all done,
-    1 done with some utterances in errors/, 2 bad input, 3 model unavailable.
+    1 done with some utterances in errors/, 2 bad input, 3 model unavailable,
+    4 stopped unfinished (run again to resume).
     """
 
 
@@ -134,6 +136,9 @@ def run(input_path, out, model, hub, backend, device, dtype, batch_seconds, max_
     except ValueError as e:
         click.echo(f"error: {e}", err=True)
         sys.exit(EXIT_INPUT)
+    except RuntimeError as e:
+        click.echo(f"error: {e}", err=True)
+        sys.exit(EXIT_UNFINISHED)
     pe = s.padding_efficiency
     click.echo(
         f"done: {s.n_ok} ok, {s.n_errors} errors, {s.n_skipped} already done; "

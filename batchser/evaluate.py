@@ -118,9 +118,8 @@ def evaluate(out_dir: str, ref: Optional[str] = None, label_map: Optional[str] =
             refs = {**read_ref_file(str(cand)), **refs}
     else:
         raise ValueError("no reference labels: pass --ref utt2emo (or run with an utt2emo in the data dir)")
-    if df.empty or df.label.isna().all():
-        if not df.empty:
-            raise ValueError(f"{out_dir} has no predicted labels (an embedding-only model?)")
+    if not df.empty and df.label.isna().all():
+        raise ValueError(f"{out_dir} has no predicted labels (an embedding-only model?)")
     pred = {u: l for u, l in zip(df.utt_id, df.label)} if not df.empty else {}
     spk = {u: s for u, s in zip(df.utt_id, df.spk)} if not df.empty else {}
     err_ids = set(res.errors.utt_id)

@@ -253,3 +253,29 @@ def test_device_spec_errors(e2v_dir, tmp_path, make_corpus):
         assert code == 2 and "CUDA is not available" in out
     code, out = run_cli("run", d, "--out", tmp_path / "o", "--model", e2v_dir, "--dtype", "fp16", "--device", "cpu")
     assert code == 2 and "float16 needs a GPU" in out
+
+
+def test_killed_device_process_exits_4_and_resume_finishes(e2v_dir, tmp_path, make_corpus):
+    """A device process killed (say by the OOM killer): the run ends with exit 4, keeps what was
+    committed, and the same command again finishes the rest."""
+    d = make_corpus({f"u{i:02d}": 0.5 + 0.1 * (i % 7) for i in range(30)})
+    out = tmp_path / "o"
+    cmd = [sys.executable, "-m", "batchser", "run", str(d), "--out", str(out), "--model", str(e2v_dir),
+           "--devices", "cpu,cpu", "--num-workers", "0", "--part-size", "2", "--max-batch-size", "2", "-q"]
+    p = subprocess.Popen(cmd, cwd=REPO, stderr=subprocess.PIPE, text=True)
+    victim = None
+    t = time.time()
+    while victim is None and time.time() - t < 120:
+        q = subprocess.run(["pgrep", "-P", str(p.pid), "-f", "spawn_main"], capture_output=True, text=True)
+        kids = q.stdout.split()
+        if kids and list((out / "labels").glob("part-d*.parquet")):
+            victim = int(kids[-1])
+        time.sleep(0.05)
+    assert victim is not None, "no device process seen"
+    os.kill(victim, signal.SIGKILL)
+    _, err = p.communicate(timeout=120)
+    assert p.returncode == 4, err
+    assert "device process" in err
+    assert subprocess.run(cmd, cwd=REPO).returncode == 0
+    ids = list(open_results(out).labels.utt_id)
+    assert sorted(ids) == [f"u{i:02d}" for i in range(30)] and len(set(ids)) == 30
