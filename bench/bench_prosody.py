@@ -51,6 +51,7 @@ def main() -> None:
         print(f"  {f:4d} -> {m:8.2f} ({(m / f - 1) * 100:+.3f}%)")
     print("\nreal speech: median F0 on frames both call voiced, batchser (Praat) vs librosa pYIN")
     rel = []
+    pooled: dict = {}
     for u, w in list(zip(utts, wavs))[:: a.every]:
         ours = pitch_track(w)
         py, vf, _ = librosa.pyin(w, fmin=60, fmax=600, sr=16000, frame_length=1024, hop_length=160)
@@ -58,10 +59,17 @@ def main() -> None:
         both = (ours[:n] > 0) & vf[:n]
         a_, b_ = np.median(ours[:n][both]), np.median(py[:n][both])
         rel.append(a_ / b_ - 1)
+        po = pooled.setdefault(u.spk, ([], []))
+        po[0].append(ours[:n][both])
+        po[1].append(py[:n][both])
         print(f"  {u.utt_id:<32} {a_:7.1f} {b_:7.1f} {(a_ / b_ - 1) * 100:+6.2f}%  voiced: ours {np.mean(ours > 0):.2f} "
               f"pyin {np.mean(vf):.2f}")
     rel = np.abs(rel)
     print(f"within 2%: {np.mean(rel < 0.02):.0%} of {len(rel)} recordings; median |difference| {np.median(rel) * 100:.2f}%")
+    for spk, (o, p) in sorted(pooled.items()):
+        mo, mp = np.median(np.concatenate(o)), np.median(np.concatenate(p))
+        print(f"speaker {spk}: median F0 over all voiced-in-both frames: ours {mo:.1f} Hz, pyin {mp:.1f} Hz "
+              f"({(mo / mp - 1) * 100:+.2f}%)")
 
 
 if __name__ == "__main__":
