@@ -534,7 +534,7 @@ def run_features(input_path: str, out_dir: str, audio_root: Optional[str] = None
     import torch
 
     from .outputs import ERROR_SCHEMA, _save_parquet
-    from .prosody import COLUMNS, write_explanations
+    from .prosody import COLUMNS
 
     t0 = time.time()
     corpus = read_corpus(input_path, audio_root=audio_root, allow_pipes=allow_pipes)

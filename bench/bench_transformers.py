@@ -71,7 +71,6 @@ def main() -> None:
         print(json.dumps(r))
         return
 
-    import numpy as np
     import soundfile as sf
 
     from batchser.audio import load_utterance
