@@ -17,7 +17,6 @@ import argparse
 import json
 import os
 import resource
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -25,6 +24,8 @@ from pathlib import Path
 import numpy as np
 
 HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+from _child import run_child  # noqa: E402
 
 
 def worker_funasr(model_dir: str, scp: str, out: str, device: str) -> dict:
@@ -85,15 +86,8 @@ def synthetic_long_tail(utts, n: int, work: Path):
 
 
 def child(role: str, args: list) -> dict:
-    """Run one tool in a fresh process; return its JSON plus wall time and peak RSS."""
-    t = time.time()
-    p = subprocess.run([sys.executable, __file__, "--role", role, "--", *args], capture_output=True, text=True)
-    wall = time.time() - t
-    if p.returncode != 0:
-        raise SystemExit(f"{role} failed:\n{p.stderr[-3000:]}")
-    r = json.loads(p.stdout.strip().splitlines()[-1])
-    r["wall_s"] = wall
-    return r
+    """Run one tool in a fresh process; its JSON plus wall time (and the peak RSS it reports)."""
+    return run_child(__file__, ["--role", role, "--", *args])
 
 
 def main() -> None:

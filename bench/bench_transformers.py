@@ -13,12 +13,13 @@ from __future__ import annotations
 import argparse
 import json
 import resource
-import subprocess
 import sys
 import time
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+from _child import run_child  # noqa: E402
 
 
 def worker_pipeline(model: str, scp: str, device: str, bs: int, nw: int) -> dict:
@@ -42,13 +43,7 @@ def worker_batchser(model: str, scp: str, device: str, out: str) -> dict:
 
 
 def child(args):
-    t = time.time()
-    p = subprocess.run([sys.executable, __file__, "--role", *args], capture_output=True, text=True)
-    if p.returncode:
-        raise SystemExit(p.stderr[-3000:])
-    r = json.loads(p.stdout.strip().splitlines()[-1])
-    r["wall_s"] = time.time() - t
-    return r
+    return run_child(__file__, ["--role", *args])
 
 
 def main() -> None:
