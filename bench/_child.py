@@ -16,3 +16,25 @@ def run_child(script: str, argv: list) -> dict:
     r = json.loads(p.stdout.strip().splitlines()[-1])
     r["wall_s"] = time.time() - t
     return r
+
+
+def decode_to_16k(utts, d) -> tuple:
+    """Decode utterances once with batchser's loader into 16 kHz float WAVs under ``d`` and write
+    ``d/wav.scp``, so every tool compared reads identical audio. Returns (wav.scp path, seconds)."""
+    from pathlib import Path
+
+    import soundfile as sf
+
+    from batchser.audio import load_utterance
+
+    d = Path(d)
+    (d / "wav").mkdir(parents=True, exist_ok=True)
+    lines, secs = [], 0.0
+    for u in utts:
+        y = load_utterance(u)
+        secs += len(y) / 16000
+        p = d / "wav" / f"{u.utt_id}.wav"
+        sf.write(str(p), y, 16000, subtype="FLOAT")
+        lines.append(f"{u.utt_id} {p}\n")
+    (d / "wav.scp").write_text("".join(lines))
+    return d / "wav.scp", secs
