@@ -25,7 +25,7 @@ import numpy as np
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
-from _child import run_child  # noqa: E402
+from _child import decode_to_16k, run_child  # noqa: E402
 
 
 def worker_funasr(model_dir: str, scp: str, out: str, device: str) -> dict:
@@ -117,10 +117,8 @@ def main() -> None:
         print(json.dumps(r))
         return
 
-    from batchser.audio import load_utterance
     from batchser.corpus import read_corpus
     from batchser.testing import make_emotion2vec_dir
-    import soundfile as sf
 
     work = Path(a.work)
     work.mkdir(parents=True, exist_ok=True)
@@ -137,15 +135,7 @@ def main() -> None:
     (orig / "wav.scp").write_text("".join(f"{u.utt_id} {u.source.value}\n" for u in utts))
     # identical 16 kHz audio for both tools
     c16 = work / "c16"
-    (c16 / "wav").mkdir(parents=True, exist_ok=True)
-    lines, audio_s = [], 0.0
-    for u in utts:
-        y = load_utterance(u)
-        audio_s += len(y) / 16000
-        p = c16 / "wav" / f"{u.utt_id}.wav"
-        sf.write(str(p), y, 16000, subtype="FLOAT")
-        lines.append(f"{u.utt_id} {p}\n")
-    (c16 / "wav.scp").write_text("".join(lines))
+    _, audio_s = decode_to_16k(utts, c16)
 
     common = [str(model)]
     opts = ["batch_seconds", str(a.batch_seconds), "num_workers", str(a.num_workers)]

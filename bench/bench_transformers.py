@@ -19,7 +19,7 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
-from _child import run_child  # noqa: E402
+from _child import decode_to_16k, run_child  # noqa: E402
 
 
 def worker_pipeline(model: str, scp: str, device: str, bs: int, nw: int) -> dict:
@@ -66,9 +66,6 @@ def main() -> None:
         print(json.dumps(r))
         return
 
-    import soundfile as sf
-
-    from batchser.audio import load_utterance
     from batchser.corpus import read_corpus
     from batchser.testing import make_wav2vec2_classifier_dir, make_whisper_classifier_dir
 
@@ -78,16 +75,7 @@ def main() -> None:
         (make_whisper_classifier_dir(model, size=a.size) if a.kind == "whisper"
          else make_wav2vec2_classifier_dir(model))
     utts = read_corpus(a.corpus, audio_root=a.corpus).utterances[: a.limit]
-    (work / "wav").mkdir(parents=True, exist_ok=True)
-    lines, audio = [], 0.0
-    for u in utts:
-        y = load_utterance(u)
-        audio += len(y) / 16000
-        p = work / "wav" / f"{u.utt_id}.wav"
-        sf.write(str(p), y, 16000, subtype="FLOAT")
-        lines.append(f"{u.utt_id} {p}\n")
-    scp = work / "wav.scp"
-    scp.write_text("".join(lines))
+    scp, audio = decode_to_16k(utts, work)
     pl = child(["pipeline", str(model), str(scp), a.device, str(a.batch_size), str(a.num_workers)])
     bs = child(["batchser", str(model), str(scp), a.device, str(work / "out")])
     import batchser
