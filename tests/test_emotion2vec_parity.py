@@ -107,6 +107,7 @@ def test_groupnorm_extractor_mode_parity(tmp_path, wavs):
     torch.save({"model": m.state_dict()}, d / "model.pt")
     (d / "config.yaml").write_text(yaml.safe_dump(cfg, allow_unicode=True))
     be = Emotion2vecBackend(str(d))
+    assert e2v._channels_last_plan(be.model.modality_encoders["AUDIO"]) is None  # per-utterance path
     ref = load_funasr(str(d), "cpu")
     out = be.forward(wavs[:4])
     for i, w in enumerate(wavs[:4]):
@@ -145,6 +146,46 @@ def test_conv_output_lengths_match_real_extractor(e2v_backend):
             frames = enc.local_encoder(torch.zeros(1, n)).shape[-1]
         assert int(e2v.conv_output_lengths(torch.tensor([n]), spec)[0]) == frames
     assert e2v.min_samples(spec) == 400
+
+
+def test_channels_last_extractor_is_used_and_equals_funasr(e2v_backend, wavs, monkeypatch):
+    """The fast conv extractor (channels-last GEMMs, per utterance in pieces on a CPU) gives the
+    frames of funasr's own extractor + projection on each unpadded utterance, at any piece size,
+    and the whole-batch form (used on a GPU) gives them too on every valid frame."""
+    enc = e2v_backend.model.modality_encoders["AUDIO"]
+    parts = e2v._parts(e2v_backend.model)
+    steps = e2v._channels_last_plan(enc)
+    assert steps is not None  # layer_norm extractor: the parity tests above run the fast path
+    T = max(len(w) for w in wavs)
+    x = torch.zeros(len(wavs), T)
+    for i, w in enumerate(wavs):
+        x[i, : len(w)] = torch.from_numpy(w)
+    lengths = torch.tensor([len(w) for w in wavs])
+    flen = e2v.conv_output_lengths(lengths, parts.conv_spec)
+    with torch.no_grad():
+        refs = [enc.local_features(x[i : i + 1, : len(w)])[0] for i, w in enumerate(wavs)]
+        whole = e2v._run_steps(steps, x)
+        for m in list(enc.project_features.children())[1:]:
+            whole = m(whole)
+        for piece in (1, 3, 64):  # 1 and 3 frames: many piece boundaries inside each utterance
+            monkeypatch.setattr(e2v, "CPU_CHUNK_FRAMES", piece)
+            got = e2v._local_features(parts, x, lengths)
+            assert got.shape[:2] == whole.shape[:2]
+            for i, ref in enumerate(refs):
+                n = int(flen[i])
+                assert ref.shape[0] == n
+                torch.testing.assert_close(got[i, :n], ref, atol=1e-5, rtol=0)
+    for i, ref in enumerate(refs):
+        torch.testing.assert_close(whole[i, : int(flen[i])], ref, atol=1e-5, rtol=0)
+
+
+def test_unknown_extractor_structure_falls_back(e2v_backend, monkeypatch):
+    """A block the fast path does not know (here: a conv with padding) -> funasr's own modules."""
+    enc = e2v_backend.model.modality_encoders["AUDIO"]
+    conv = enc.local_encoder.conv_layers[2][0]
+    assert e2v._channels_last_plan(enc) is not None
+    monkeypatch.setattr(conv, "padding", (1,))
+    assert e2v._channels_last_plan(enc) is None
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
