@@ -63,6 +63,12 @@ class RunSummary:
     audio_seconds: float = 0.0
     padded_seconds: float = 0.0
     wall_seconds: float = 0.0
+    # where the processing loop's time went (summed over devices): waiting for decoded audio (a
+    # loader too slow for the model shows here), the model (host-to-device copy, forward, results
+    # back on the host) and writing outputs
+    loader_wait_seconds: float = 0.0
+    model_seconds: float = 0.0
+    write_seconds: float = 0.0
 
     @property
     def padding_efficiency(self) -> Optional[float]:
@@ -246,7 +252,12 @@ def _process(backend, writer: OutputWriter, todo: List[Utterance], cfg: "RunConf
         batch_sampler=batches,
         num_workers=nw, collate_fn=_identity, prefetch_factor=2 if nw > 0 else None,
     )
+    clock = time.perf_counter
+    t_wait = clock()
     for items in loader:
+        t_got = clock()
+        s.loader_wait_seconds += t_got - t_wait
+        dt_model = 0.0
         good = [(i, w) for i, w, err, _ in items if err is None]
         feats = {i: f for i, _, _, f in items}
         for i, w, err, _ in items:
@@ -255,8 +266,11 @@ def _process(backend, writer: OutputWriter, todo: List[Utterance], cfg: "RunConf
                 s.n_errors += 1
         audio_before = s.audio_seconds
         if good:
+            t_model = clock()
             results, real, padded = run_items(backend, [w for _, w in good], frames, max_samples,
                                               cfg.long_audio)
+            dt_model = clock() - t_model
+            s.model_seconds += dt_model
             s.padded_seconds += padded / 16000.0
             rows, embs, frs = [], [], []
             for (i, w), r in zip(good, results):
@@ -277,7 +291,10 @@ def _process(backend, writer: OutputWriter, todo: List[Utterance], cfg: "RunConf
                 s.n_ok += len(rows)
         if progress is not None:
             progress(len(items), s.audio_seconds - audio_before)
+        t_wait = clock()
+        s.write_seconds += t_wait - t_got - dt_model  # rows, tables, .npy parts
     writer.flush()
+    s.write_seconds += clock() - t_wait
     return len(batches), batch_seconds, max_batch
 
 
@@ -464,6 +481,8 @@ def run(cfg: RunConfig, log=print) -> RunSummary:
             "x_real_time": s.audio_seconds / s.wall_seconds if s.wall_seconds else None,
             "utterances_per_second": s.n_ok / s.wall_seconds if s.wall_seconds else None,
             "padding_efficiency": s.padding_efficiency,
+            "time_split_seconds": {"waiting_for_audio": s.loader_wait_seconds, "model": s.model_seconds,
+                                   "writing": s.write_seconds},
             "max_seconds": cfg.max_seconds, "utterances_in_windows": s.n_windowed,
             "num_batches": n_batches, "num_workers": nw_for(cfg),
             "batch_seconds": batch_seconds, "max_batch_size": max_batch,
@@ -514,10 +533,9 @@ def _run_devices(cfg, devices, dtype, todo, writer_args, with_ref, s: RunSummary
         if err is not None:
             failures.append(f"{ns}: {err}")
             continue
-        for f in ("n_ok", "n_errors", "n_windowed"):
+        for f in ("n_ok", "n_errors", "n_windowed", "audio_seconds", "padded_seconds", "loader_wait_seconds",
+                  "model_seconds", "write_seconds"):
             setattr(s, f, getattr(s, f) + summ[f])
-        s.audio_seconds += summ["audio_seconds"]
-        s.padded_seconds += summ["padded_seconds"]
     for p in procs:
         p.join()
     if bar is not None:

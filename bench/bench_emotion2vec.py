@@ -8,7 +8,11 @@ not depend on the weights' values); (2) decode the corpus once to 16 kHz float W
 read identical audio; (3) time funasr's `AutoModel(model=DIR).generate(input=wav.scp, output_dir=...)`
 (what the model card tells users to do) and `batchser run` on that copy, each in its own process
 (peak RSS per tool); (4) time `batchser run` on the original files too (decode + resample included);
-(5) check the answers agree (labels identical, max score and embedding differences).
+(5) check the answers agree (labels identical, max score and embedding differences); (6) count the
+model's FLOPs per audio second (torch.utils.flop_counter) and report utilisation: achieved model
+FLOP/s over this machine's GEMM rate (measured fp32 sgemm on a CPU, data-sheet dense bf16 peak on
+a GPU), end to end and within the model's share of the run; batchser's time split (waiting for
+audio / model / writing) shows whether the loader keeps up.
 Prints a table and writes bench_result.json into --work.
 """
 from __future__ import annotations
@@ -59,7 +63,53 @@ def worker_batchser(model_dir: str, scp: str, out: str, device: str, extra: list
                     num_workers=int(kw.get("num_workers", -1)))
     s = run(cfg, log=lambda *_: None)
     return {"run_s": time.time() - t0, "n_ok": s.n_ok, "n_errors": s.n_errors,
-            "padding_efficiency": s.padding_efficiency}
+            "padding_efficiency": s.padding_efficiency,
+            "time_split_s": {"waiting_for_audio": s.loader_wait_seconds, "model": s.model_seconds,
+                             "writing": s.write_seconds}}
+
+
+# dense bf16 tensor-core peaks (no sparsity), FLOP/s, from NVIDIA's data sheets
+GPU_BF16_PEAK = {"H100 SXM": 989e12, "H100 PCIe": 756e12, "H100 NVL": 835e12, "H200": 989e12,
+                 "A100": 312e12, "L40S": 362e12, "L4": 121e12}
+
+
+def worker_flops(model_dir: str, device: str) -> dict:
+    """FLOPs of one forward per audio second (torch.utils.flop_counter on a 10-s input) and this
+    machine's GEMM rate: the measured fp32 sgemm rate on a CPU, the data-sheet bf16 peak on a GPU
+    (falling back to a measured bf16 GEMM rate for a GPU not in the table)."""
+    import torch
+    from torch.utils.flop_counter import FlopCounterMode
+
+    from batchser.models.emotion2vec import Emotion2vecBackend
+
+    be = Emotion2vecBackend(model_dir, device="cpu")
+    wav = np.random.default_rng(0).standard_normal(160000).astype(np.float32) * 0.1
+    with FlopCounterMode(display=False) as fc:
+        be.forward([wav])
+    per_s = fc.get_total_flops() / 10.0
+    out = {"model_flops_per_audio_s": per_s}
+    if device.startswith("cuda"):
+        name = torch.cuda.get_device_name(device)
+        peak = next((v for k, v in GPU_BF16_PEAK.items() if all(w in name for w in k.split())), None)
+        a = torch.randn(8192, 8192, device=device, dtype=torch.bfloat16)
+        a @ a
+        torch.cuda.synchronize()
+        t = time.time()
+        for _ in range(20):
+            a @ a
+        torch.cuda.synchronize()
+        out.update(gpu=name, peak_flops=peak, measured_gemm_flops=20 * 2 * 8192 ** 3 / (time.time() - t),
+                   peak_source="data sheet, dense bf16" if peak else "measured bf16 GEMM")
+        out["peak_flops"] = peak or out["measured_gemm_flops"]
+    else:
+        a = torch.randn(2048, 2048)
+        a @ a
+        t = time.time()
+        for _ in range(10):
+            a @ a
+        rate = 10 * 2 * 2048 ** 3 / (time.time() - t)
+        out.update(peak_flops=rate, measured_gemm_flops=rate, peak_source="measured fp32 sgemm, 2048^3")
+    return out
 
 
 def synthetic_long_tail(utts, n: int, work: Path):
@@ -110,6 +160,8 @@ def main() -> None:
         usage = resource.getrusage(resource.RUSAGE_SELF)
         if a.role == "funasr":
             r = worker_funasr(*a.rest[:4])
+        elif a.role == "flops":
+            r = worker_flops(*a.rest[:2])
         else:
             r = worker_batchser(*a.rest[:4], a.rest[4:])
         r["peak_rss_mb"] = max(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss,
@@ -142,6 +194,7 @@ def main() -> None:
     fu = child("funasr", common + [str(c16 / "wav.scp"), str(work / "out_funasr"), a.device])
     bs = child("batchser", common + [str(c16 / "wav.scp"), str(work / "out_bs16"), a.device] + opts)
     bo = child("batchser", common + [str(orig / "wav.scp"), str(work / "out_bsorig"), a.device] + opts)
+    fl = child("flops", [str(model), a.device])
 
     import batchser
 
@@ -168,6 +221,15 @@ def main() -> None:
                          "padding_efficiency": bs["padding_efficiency"]},
         "batchser_original_files": {"wall_s": bo["wall_s"], "run_s": bo["run_s"], "x_rt": audio_s / bo["run_s"],
                                     "peak_rss_mb": bo["peak_rss_mb"]},
+        "model_flops": {
+            "per_audio_second": fl["model_flops_per_audio_s"],
+            "gemm_rate_reference": fl["peak_flops"], "reference": fl["peak_source"],
+            # model FLOPs done per wall second of the whole run, and of the model's own time
+            "utilisation_end_to_end": fl["model_flops_per_audio_s"] * audio_s / bs["run_s"] / fl["peak_flops"],
+            "utilisation_in_forward": fl["model_flops_per_audio_s"] * audio_s / bs["time_split_s"]["model"]
+            / fl["peak_flops"],
+        },
+        "batchser_time_split_s": bs["time_split_s"],
         "ratio_batchser_over_funasr_run": fu["run_s"] / bs["run_s"],
         "ratio_batchser_over_funasr_wall": fu["wall_s"] / bs["wall_s"],
         "agreement": {"labels_identical": f"{same}/{n}", "max_score_diff": max_ds, "max_embedding_diff": max_de},

@@ -95,6 +95,28 @@ def test_model_failure_isolated_to_one_utterance(e2v_dir, tmp_path, make_corpus,
     assert list(r.errors.utt_id) == ["u3"] and r.errors.stage[0] == "model"
 
 
+def test_time_split_shows_a_slow_loader(e2v_dir, tmp_path, make_corpus, monkeypatch):
+    """The manifest and summary say where the loop's time went; a slow decoder shows as waiting."""
+    import batchser.runner as runner
+
+    d = make_corpus({f"u{i}": 0.5 for i in range(4)})
+    orig = runner.load_utterance
+
+    def slow(u, *a, **k):
+        time.sleep(0.4)
+        return orig(u, *a, **k)
+
+    monkeypatch.setattr(runner, "load_utterance", slow)
+    code, out = run_cli("run", d, "--out", tmp_path / "o", "--model", e2v_dir, "--num-workers", "0",
+                        "--max-batch-size", "2", "-q")
+    assert code == 0
+    m = open_results(tmp_path / "o").manifest
+    t = m["time_split_seconds"]
+    assert t["waiting_for_audio"] >= 4 * 0.4 > t["model"] > 0 and t["writing"] > 0
+    assert sum(t.values()) <= m["wall_seconds"]
+    assert "time in model" in out and "waiting for audio" in out
+
+
 def test_run_results_equal_direct_backend(e2v_dir, e2v_backend, tmp_path, make_corpus):
     """The pipeline (decode, bucketing, writer) must not change what the model says."""
     d = make_corpus({"a": 0.7, "b": 3.1, "c": 1.9}, sr=22050)
