@@ -101,6 +101,8 @@ def resolve_dtype(dtype: str, device: str) -> str:
     if dtype != "auto":
         if device == "cpu" and dtype == "float16":
             raise ValueError("--dtype float16 needs a GPU; use float32 or bfloat16 on the CPU")
+        if device != "cpu" and dtype == "int8":
+            raise ValueError("--dtype int8 runs on the CPU only; on a GPU use bfloat16")
         return dtype
     if device.startswith("cuda"):
         return "bfloat16" if torch.cuda.is_bf16_supported() else "float16"

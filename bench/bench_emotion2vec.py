@@ -60,7 +60,7 @@ def worker_batchser(model_dir: str, scp: str, out: str, device: str, extra: list
     cfg = RunConfig(input=scp, out=out, model=model_dir, device=device, overwrite=True, progress=False,
                     audio_root=kw.get("audio_root"),
                     batch_seconds=float(kw["batch_seconds"]) if kw.get("batch_seconds") else None,
-                    num_workers=int(kw.get("num_workers", -1)))
+                    num_workers=int(kw.get("num_workers", -1)), dtype=kw.get("dtype", "auto"))
     s = run(cfg, log=lambda *_: None)
     return {"run_s": time.time() - t0, "n_ok": s.n_ok, "n_errors": s.n_errors,
             "padding_efficiency": s.padding_efficiency,
@@ -157,6 +157,7 @@ def main() -> None:
     ap.add_argument("--synthetic", type=int, default=0,
                     help="instead of the corpus as is, N clips cut from it: ~90%% of 1-5 s, ~10%% of 20-60 s "
                          "(a long-tail mix; longer clips loop the speech)")
+    ap.add_argument("--dtype", default="auto", help="batchser's --dtype (funasr runs float32): e.g. int8 on a CPU")
     ap.add_argument("--repeat", type=int, default=1,
                     help="run funasr and batchser alternately N times; report each one's median run")
     ap.add_argument("rest", nargs="*")
@@ -196,7 +197,7 @@ def main() -> None:
     _, audio_s = decode_to_16k(utts, c16)
 
     common = [str(model)]
-    opts = ["batch_seconds", str(a.batch_seconds), "num_workers", str(a.num_workers)]
+    opts = ["batch_seconds", str(a.batch_seconds), "num_workers", str(a.num_workers), "dtype", a.dtype]
     # alternate the two tools --repeat times and keep each one's median run: a shared machine's
     # speed drifts by several percent over minutes, which one pair of runs would show as a ratio
     fus, bss = [], []
@@ -214,18 +215,20 @@ def main() -> None:
     df = res.labels.set_index("utt_id")
     emb = res.embeddings()
     labels = [c[len("score_"):] for c in df.columns if c.startswith("score_")]
-    same, max_ds, max_de = 0, 0.0, 0.0
+    same, max_ds, max_de, min_cos = 0, 0.0, 0.0, 1.0
     for k, ref in fu["results"].items():
         row = df.loc[k]
         s_bs = np.array([row[f"score_{l}"] for l in labels])
         s_fu = np.array(ref["scores"])
         same += int(np.argmax(s_bs) == np.argmax(s_fu))
         max_ds = max(max_ds, float(np.abs(s_bs - s_fu).max()))
-        max_de = max(max_de, float(np.abs(emb[df.index.get_loc(k)] - np.array(ref["feats"])).max()))
+        e_bs, e_fu = emb[df.index.get_loc(k)], np.array(ref["feats"])
+        max_de = max(max_de, float(np.abs(e_bs - e_fu).max()))
+        min_cos = min(min_cos, float(e_bs @ e_fu / np.linalg.norm(e_bs) / np.linalg.norm(e_fu)))
     n = len(fu["results"])
     out = {
         "date": time.strftime("%Y-%m-%d"), "machine": f"{os.cpu_count()} CPU cores, {a.device}",
-        "model": f"emotion2vec+ {a.size} (random weights)", "utterances": n, "audio_seconds": audio_s,
+        "model": f"emotion2vec+ {a.size} (random weights)", "batchser_dtype": a.dtype, "utterances": n, "audio_seconds": audio_s,
         "funasr_loop": {"wall_s": fu["wall_s"], "run_s": fu["run_s"], "x_rt": audio_s / fu["run_s"],
                         "utt_per_s": n / fu["run_s"], "peak_rss_mb": fu["peak_rss_mb"]},
         "batchser_16k": {"wall_s": bs["wall_s"], "run_s": bs["run_s"], "x_rt": audio_s / bs["run_s"],
@@ -245,7 +248,8 @@ def main() -> None:
         "runs_s": {"funasr_loop": [r["run_s"] for r in fus], "batchser_16k": [r["run_s"] for r in bss]},
         "ratio_batchser_over_funasr_run": fu["run_s"] / bs["run_s"],
         "ratio_batchser_over_funasr_wall": fu["wall_s"] / bs["wall_s"],
-        "agreement": {"labels_identical": f"{same}/{n}", "max_score_diff": max_ds, "max_embedding_diff": max_de},
+        "agreement": {"labels_identical": f"{same}/{n}", "max_score_diff": max_ds, "max_embedding_diff": max_de,
+                      "min_embedding_cosine": min_cos},
     }
     (work / "bench_result.json").write_text(json.dumps(out, indent=2))
     print(json.dumps(out, indent=2))

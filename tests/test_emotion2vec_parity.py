@@ -188,6 +188,61 @@ def test_unknown_extractor_structure_falls_back(e2v_backend, monkeypatch):
     assert e2v._channels_last_plan(enc) is None
 
 
+def test_int8_is_close_to_float32_and_quantises_each_utterance_alone(e2v_dir, e2v_backend, wavs, monkeypatch):
+    """--dtype int8: transformer Linear layers become Int8Linear; results stay close to float32, and
+    each utterance's activations are quantised over its own valid rows (never padding or batch-mates)."""
+    be = e2v.Emotion2vecBackend(str(e2v_dir), dtype="int8")
+    n = sum(isinstance(m, e2v.Int8Linear) for m in be.model.modules())
+    assert n == 4 * (len(be.model.blocks) + len(e2v._parts(be.model).enc.context_encoder.blocks))
+    ref = e2v_backend.forward(wavs)
+    got = be.forward(wavs)
+    cos = (got.embeddings * ref.embeddings).sum(1) / np.linalg.norm(got.embeddings, axis=1) / np.linalg.norm(
+        ref.embeddings, axis=1)
+    assert cos.min() > 0.999
+    assert np.abs(got.scores - ref.scores).max() < 0.02
+    seen = []
+    orig = e2v.Int8Linear.forward
+
+    def spy(self, x):
+        rows = e2v._UTT_ROWS.get()
+        seen.append((tuple(x.shape[:2]), rows))
+        return orig(self, x)
+
+    monkeypatch.setattr(e2v.Int8Linear, "forward", spy)
+    be.forward(wavs)
+    flen = e2v.conv_output_lengths(torch.tensor([len(w) for w in wavs]), be.conv_spec).tolist()
+    extra = e2v._parts(be.model).num_extra
+    assert seen and all(rows == [f + extra for f in flen] for _, rows in seen)
+    # a quantised layer sees each utterance's valid rows only: rows of padding change nothing
+    lin = next(m for m in be.model.modules() if isinstance(m, e2v.Int8Linear))
+    monkeypatch.setattr(e2v.Int8Linear, "forward", orig)
+    x = torch.randn(2, 30, lin.q.in_features)
+    token = e2v._UTT_ROWS.set([10, 30])
+    try:
+        a = lin(x)
+        x2 = x.clone()
+        x2[0, 10:] = 1e4  # huge values in utterance 0's padding
+        b = lin(x2)
+    finally:
+        e2v._UTT_ROWS.reset(token)
+    assert torch.equal(a[0, :10], b[0, :10]) and torch.equal(a[1], b[1])
+    assert not torch.equal(lin.q(x2[:1])[0, :10], a[0, :10])  # whole-tensor scale: padding would leak
+
+
+def test_int8_refused_where_not_supported(tmp_path):
+    from batchser.runner import resolve_dtype
+
+    with pytest.raises(ValueError, match="CPU only"):
+        resolve_dtype("int8", "cuda")
+    assert resolve_dtype("int8", "cpu") == "int8"
+    from batchser.models.hf import TransformersBackend
+    from batchser.testing import make_wav2vec2_classifier_dir
+
+    d = make_wav2vec2_classifier_dir(tmp_path / "w2v2")
+    with pytest.raises(ValueError, match="emotion2vec models only"):
+        TransformersBackend(str(d), dtype="int8")
+
+
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 def test_bf16_on_gpu_agrees_with_fp32(tmp_path):
     """The issue's AMP bar: a full-size (base) random model on real recordings, bf16 vs fp32 on CUDA:

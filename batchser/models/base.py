@@ -79,7 +79,7 @@ def autocast(device, dtype: str):
 
     import torch
 
-    if dtype == "float32":
+    if dtype in ("float32", "int8"):  # int8: quantised layers, no AMP
         return contextlib.nullcontext()
     dt = {"float16": torch.float16, "bfloat16": torch.bfloat16}[dtype]
     return torch.autocast(device_type=torch.device(device).type, dtype=dt)

@@ -20,7 +20,9 @@ padding would leak into valid frames:
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import functools
+import warnings
 from dataclasses import dataclass
 from typing import List, Optional
 
@@ -261,6 +263,60 @@ def _chunked_attention(mod, x: torch.Tensor, padding_mask=None, alibi_bias=None)
     return mod.proj(out.transpose(1, 2).reshape(B, N, C))
 
 
+# Valid rows (frames + extra tokens) of each utterance in the batch the transformer is running on;
+# set by batched_forward for the int8 layers, which must quantise each utterance on its own.
+_UTT_ROWS: contextvars.ContextVar[Optional[List[int]]] = contextvars.ContextVar("_UTT_ROWS", default=None)
+
+
+class Int8Linear(torch.nn.Module):
+    """A Linear layer with int8 weights (one scale per output channel) whose activations are
+    quantised per utterance, over its valid rows only (``--dtype int8``, CPU).
+
+    torch's dynamic int8 Linear picks one activation scale per input tensor: on a padded batch
+    an utterance's result would depend on its batch-mates and on padding. Running it on each
+    utterance's valid rows keeps batchser's promise that batching never changes a result.
+    """
+
+    def __init__(self, lin: torch.nn.Linear):
+        super().__init__()
+        from torch.ao.nn.quantized.dynamic import Linear as DynLinear
+        from torch.ao.quantization import per_channel_dynamic_qconfig
+
+        lin.qconfig = per_channel_dynamic_qconfig
+        with warnings.catch_warnings():
+            # torch 2.13 marks its quantized tensor types deprecated (torch is pinned here; a
+            # torch that drops them needs this layer rebuilt on torchao)
+            warnings.simplefilter("ignore", UserWarning)
+            self.q = DynLinear.from_float(lin)
+        self.out_features = lin.out_features
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        rows = _UTT_ROWS.get()
+        if rows is None or x.dim() != 3 or len(rows) != x.shape[0]:
+            return self.q(x)
+        out = x.new_zeros(x.shape[0], x.shape[1], self.out_features)
+        for i, n in enumerate(rows):
+            out[i, :n] = self.q(x[i, :n])
+        return out
+
+
+def quantize_blocks_int8(model: torch.nn.Module) -> int:
+    """Swap every Linear inside the transformer blocks (qkv, proj, fc1, fc2) for :class:`Int8Linear`.
+    The conv extractor, positional encoder, norms and classifier head stay float32."""
+    blocks = list(model.blocks)
+    enc = model.modality_encoders["AUDIO"]
+    if enc.context_encoder is not None:
+        blocks += list(enc.context_encoder.blocks)
+    n = 0
+    for blk in blocks:
+        for parent in list(blk.modules()):
+            for name, child in list(parent.named_children()):
+                if type(child) is torch.nn.Linear:
+                    setattr(parent, name, Int8Linear(child))
+                    n += 1
+    return n
+
+
 @contextlib.contextmanager
 def _memory_efficient_attention(model: torch.nn.Module):
     """Route every AltAttention of ``model`` through :func:`_chunked_attention` while active."""
@@ -333,13 +389,11 @@ def batched_forward(model: torch.nn.Module, wavs: torch.Tensor, lengths: torch.T
     # funasr slices per-layer scales per stage: [:prenet] for the context encoder, the rest after
     prenet = enc.modality_cfg.prenet_depth
     ctx = enc.context_encoder
-    with _memory_efficient_attention(model) if attention == "chunked" else contextlib.nullcontext():
-        if ctx.norm is not None and not ctx.layer_norm_first:
-            x = ctx.norm(x)
-        x = run_blocks(x, ctx.blocks, scales[:prenet] if scales is not None else None)
-        if ctx.norm is not None and ctx.layer_norm_first:
-            x = ctx.norm(x)
-        x = run_blocks(x, model.blocks, scales[prenet:] if scales is not None else None)
+    token = _UTT_ROWS.set((flen + parts.num_extra).tolist())  # int8 layers: rows per utterance
+    try:
+        x = _run_stages(model, ctx, x, run_blocks, scales, prenet, attention)
+    finally:
+        _UTT_ROWS.reset(token)
     if model.norm is not None:
         x = model.norm(x)
     frames = x[:, parts.num_extra :]
@@ -350,6 +404,18 @@ def batched_forward(model: torch.nn.Module, wavs: torch.Tensor, lengths: torch.T
         pooled = (frames * valid).sum(1) / flen.clamp_min(1).to(frames.dtype)[:, None]
         logits = model.proj(pooled)
     return frames, flen, logits
+
+
+def _run_stages(model, ctx, x, run_blocks, scales, prenet: int, attention: str):
+    """The context encoder's blocks, then the model's, with funasr's norms around them."""
+    with _memory_efficient_attention(model) if attention == "chunked" else contextlib.nullcontext():
+        if ctx.norm is not None and not ctx.layer_norm_first:
+            x = ctx.norm(x)
+        x = run_blocks(x, ctx.blocks, scales[:prenet] if scales is not None else None)
+        if ctx.norm is not None and ctx.layer_norm_first:
+            x = ctx.norm(x)
+        x = run_blocks(x, model.blocks, scales[prenet:] if scales is not None else None)
+    return x
 
 
 def label_list(tokens: List[str]) -> List[Optional[str]]:
@@ -387,6 +453,10 @@ class Emotion2vecBackend:
         self.device = torch.device(device)
         am = load_funasr(model_dir, str(self.device))
         self.model = am.model.eval()
+        if dtype == "int8":
+            if self.device.type != "cpu":
+                raise ValueError("--dtype int8 runs on the CPU only")
+            quantize_blocks_int8(self.model)
         tok = am.kwargs.get("tokenizer")
         tokens = list(tok.token_list) if tok is not None and hasattr(tok, "token_list") else []
         self.raw_labels = label_list(tokens) if self.model.proj is not None else []

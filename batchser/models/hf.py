@@ -34,6 +34,8 @@ class TransformersBackend:
         from transformers import AutoFeatureExtractor, AutoModelForAudioClassification
 
         self.device = torch.device(device)
+        if dtype == "int8":
+            raise ValueError("--dtype int8 is implemented for emotion2vec models only; use float32 on the CPU")
         self.dtype = dtype
         self.fe = AutoFeatureExtractor.from_pretrained(model_dir)
         self.model = AutoModelForAudioClassification.from_pretrained(model_dir).eval().to(self.device)
