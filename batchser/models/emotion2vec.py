@@ -273,8 +273,9 @@ class Int8Linear(torch.nn.Module):
     quantised per utterance, over its valid rows only (``--dtype int8``, CPU).
 
     torch's dynamic int8 Linear picks one activation scale per input tensor: on a padded batch
-    an utterance's result would depend on its batch-mates and on padding. Running it on each
-    utterance's valid rows keeps batchser's promise that batching never changes a result.
+    padding and batch-mates would set an utterance's scale. Running it on each utterance's valid
+    rows keeps them out. int8 rounding is still not bit-stable: float noise of ~1e-6 between two
+    batch compositions can flip a rounding step, so results are close, not equal (opt-in only).
     """
 
     def __init__(self, lin: torch.nn.Linear):
