@@ -112,7 +112,8 @@ def main() -> None:
         rows.append((n, audio, r))
         print(f"{n:>8,} utterances ({audio / 3600:.2f} h): {r['run_s']:.1f} s, {audio / r['run_s']:.0f}x real time, "
               f"ok {r['n_ok']:,} errors {r['n_errors']:,}; peak RSS main {r['main_peak_rss_mb']:.0f} MB, "
-              f"largest worker {r['worker_peak_rss_mb']:.0f} MB", flush=True)
+              f"largest worker {r['worker_peak_rss_mb']:.0f} MB (forked: counts pages shared with the main process)",
+              flush=True)
     if len(rows) > 1:
         (n0, _, r0), (n1, _, r1) = rows[0], rows[-1]
         per_k = (r1["main_peak_rss_mb"] - r0["main_peak_rss_mb"]) / (n1 - n0) * 1000

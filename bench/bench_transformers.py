@@ -87,7 +87,7 @@ def main() -> None:
     for k, ref in pl["results"].items():
         row = df.loc[k]
         same += int(row.label == normalise_label(max(ref, key=ref.get)))
-        maxd = max(maxd, max(abs(row[f"score_{normalise_label(l)}"] - v) for l, v in ref.items()))
+        maxd = max(maxd, float(max(abs(row[f"score_{normalise_label(l)}"] - v) for l, v in ref.items())))
     n = len(pl["results"])
     out = {"date": time.strftime("%Y-%m-%d"), "device": a.device, "model": f"{a.kind} {a.size} (random weights)",
            "utterances": n, "audio_seconds": audio,
