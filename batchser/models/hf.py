@@ -57,12 +57,26 @@ class TransformersBackend:
         if int(getattr(self.fe, "sampling_rate", 16000)) != 16000:
             raise ValueError(f"{model_dir}: the feature extractor expects {self.fe.sampling_rate} Hz; batchser feeds 16 kHz")
 
+    def _run_keeping_last_hidden(self, x, **kw):
+        """Whisper: (model output, encoder's last hidden state, = ``hidden_states[-1]``). A hook on
+        the encoder keeps just that tensor: ``output_hidden_states=True`` would hold every layer's
+        (2 GB more for a batch of 8 with Whisper-large-v3). (The wav2vec2 family keeps
+        ``hidden_states[-1]``: transformers captures it before the encoder's final LayerNorm.)"""
+        enc = self.model.encoder
+        kept = []
+        h = enc.register_forward_hook(lambda _m, _a, o: kept.append(o[0]))
+        try:
+            out = self.model(x, **kw)
+        finally:
+            h.remove()
+        return out, kept[-1]
+
     def _whisper(self, wavs: List[np.ndarray], frames: bool):
         feats = self.fe(wavs, sampling_rate=16000, return_tensors="pt", device=str(self.device))
         x = feats.input_features.to(self.device)
         with autocast(self.device, self.dtype):
-            out = self.model(x, output_hidden_states=True)
-        hid = out.hidden_states[-1].float()  # B x 1500 x D
+            out, hid = self._run_keeping_last_hidden(x)
+        hid = hid.float()  # B x 1500 x D
         n = torch.tensor([min(hid.shape[1], -(-len(w) // (2 * WHISPER_HOP))) for w in wavs], device=hid.device)
         return out.logits.float(), hid, n
 
