@@ -9,6 +9,7 @@ Exit codes scripts can trust:
 """
 from __future__ import annotations
 
+import functools
 import sys
 from pathlib import Path
 
@@ -17,6 +18,32 @@ import click
 from .version import __version__
 
 EXIT_PARTIAL, EXIT_INPUT, EXIT_MODEL, EXIT_UNFINISHED = 1, 2, 3, 4
+
+
+def _exit_codes():
+    """Expected failures -> exit code, most specific first (imported only when one happens)."""
+    from .corpus import CorpusError
+    from .models import ModelNotAvailable
+    from .store import MergeError
+
+    return [(CorpusError, EXIT_INPUT), (ModelNotAvailable, EXIT_MODEL), (MergeError, EXIT_PARTIAL),
+            ((ValueError, FileNotFoundError), EXIT_INPUT), (RuntimeError, EXIT_UNFINISHED)]
+
+
+def reports_errors(cmd):
+    """Turn an expected failure into 'error: <message>' on stderr and its documented exit code."""
+    @functools.wraps(cmd)
+    def wrapper(*args, **kwargs):
+        try:
+            return cmd(*args, **kwargs)
+        except (ValueError, FileNotFoundError, RuntimeError) as e:
+            for kinds, code in _exit_codes():
+                if isinstance(e, kinds):
+                    click.echo(f"error: {e}", err=True)
+                    sys.exit(code)
+            raise
+
+    return wrapper
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
@@ -65,7 +92,7 @@ def main() -> None:
 @click.option("--max-batch-size", type=int, default=None,
               help="Cap on utterances per batch [default: 64 on CUDA, 8 on CPU].")
 @click.option("--num-workers", type=int, default=-1, show_default=True,
-              help="Decoding worker processes (-1: cores - 1, at most 8; 0: decode in the main process).")
+              help="Decoder processes (-1: cores - 1, at most 8; 0: decode in the main process).")
 @click.option("--max-seconds", type=float, default=600.0, show_default=True,
               help="Longer utterances run in equal windows of at most this length; their frame-weighted "
                    "mean embedding and its class scores stand for the whole utterance.")
@@ -99,6 +126,7 @@ def main() -> None:
 @click.option("--overwrite", is_flag=True, help="Delete OUT first instead of resuming it.")
 @click.option("--retry-errors", is_flag=True, help="When resuming, run the utterances in errors/ again.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar or notes (the final one-line summary stays).")
+@reports_errors
 def run(input_path, out, model, hub, backend, device, dtype, batch_seconds, max_batch_size, num_workers, max_seconds,
         long_audio, features,
         granularity, emb_dtype, npy_layout, audio_root, no_pipes, pipe_timeout, part_size, shard, num_shards,
@@ -113,8 +141,6 @@ def run(input_path, out, model, hub, backend, device, dtype, batch_seconds, max_
     """
     if resume and overwrite:
         raise click.UsageError("--resume and --overwrite contradict each other")
-    from .corpus import CorpusError
-    from .models import ModelNotAvailable
     from .runner import RunConfig, run as do_run
 
     cfg = RunConfig(
@@ -127,20 +153,7 @@ def run(input_path, out, model, hub, backend, device, dtype, batch_seconds, max_
         progress=not quiet, argv=list(sys.argv),
     )
     log = (lambda *_: None) if quiet else (lambda m: click.echo(m, err=True))
-    try:
-        s = do_run(cfg, log=log)
-    except CorpusError as e:
-        click.echo(f"error: {e}", err=True)
-        sys.exit(EXIT_INPUT)
-    except ModelNotAvailable as e:
-        click.echo(f"error: {e}", err=True)
-        sys.exit(EXIT_MODEL)
-    except ValueError as e:
-        click.echo(f"error: {e}", err=True)
-        sys.exit(EXIT_INPUT)
-    except RuntimeError as e:
-        click.echo(f"error: {e}", err=True)
-        sys.exit(EXIT_UNFINISHED)
+    s = do_run(cfg, log=log)
     pe = s.padding_efficiency
     click.echo(
         f"done: {s.n_ok} ok, {s.n_errors} errors, {s.n_skipped} already done; "
@@ -172,6 +185,7 @@ def _time_split(s) -> str:
 @click.option("--no-pipes", is_flag=True, help="Treat 'cmd |' entries as problems instead of running them.")
 @click.option("--no-probe", is_flag=True, help="Do not read audio headers for durations (segments/utt2dur only).")
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
+@reports_errors
 def info(input_path, audio_root, no_pipes, no_probe, as_json):
     """Summarise a corpus without running a model: counts, hours, duration histogram,
     speakers, label distribution, and the problems the reader found (file:line).
@@ -180,14 +194,10 @@ def info(input_path, audio_root, no_pipes, no_probe, as_json):
     """
     import json
 
-    from .corpus import CorpusError, read_corpus
+    from .corpus import read_corpus
     from .info import format_text, summarise
 
-    try:
-        c = read_corpus(input_path, audio_root=audio_root, allow_pipes=not no_pipes)
-    except CorpusError as e:
-        click.echo(f"error: {e}", err=True)
-        sys.exit(EXIT_INPUT)
+    c = read_corpus(input_path, audio_root=audio_root, allow_pipes=not no_pipes)
     s = summarise(c, probe=not no_probe)
     click.echo(json.dumps(s, indent=2) if as_json else format_text(s))
     if s["unusable"]:
@@ -205,6 +215,7 @@ def info(input_path, audio_root, no_pipes, no_probe, as_json):
 @click.option("--eval-dir", type=click.Path(file_okay=False), default=None, help="Where to write (default OUT/eval).")
 @click.option("--no-plot", is_flag=True, help="Skip the confusion-matrix PNG.")
 @click.option("--json", "as_json", is_flag=True, help="Print metrics.json instead of the table.")
+@reports_errors
 def eval_cmd(out_dir, ref, label_map, eval_dir, no_plot, as_json):
     """Score the predictions in OUT against reference labels.
 
@@ -218,11 +229,7 @@ def eval_cmd(out_dir, ref, label_map, eval_dir, no_plot, as_json):
 
     from .evaluate import evaluate, format_report
 
-    try:
-        m = evaluate(out_dir, ref=ref, label_map=label_map, eval_dir=eval_dir, plot=not no_plot)
-    except (ValueError, FileNotFoundError) as e:
-        click.echo(f"error: {e}", err=True)
-        sys.exit(EXIT_INPUT)
+    m = evaluate(out_dir, ref=ref, label_map=label_map, eval_dir=eval_dir, plot=not no_plot)
     click.echo(json.dumps(m, indent=2) if as_json else format_report(m))
 
 
@@ -231,16 +238,13 @@ def eval_cmd(out_dir, ref, label_map, eval_dir, no_plot, as_json):
 @click.option("--by", type=click.Choice(["spk", "rec"]), default="spk", show_default=True,
               help="Group by speaker (utt2spk) or by recording.")
 @click.option("--png", is_flag=True, help="Also draw the label distribution per group (OUT/summary_by_<by>.png).")
+@reports_errors
 def summarize(out_dir, by, png):
     """Per-speaker or per-recording emotion distributions and mean class scores, written to
     OUT/summary_by_<by>.parquet."""
     from .evaluate import summarize as do_summarize
 
-    try:
-        path, df = do_summarize(out_dir, by=by, png=png)
-    except (ValueError, FileNotFoundError) as e:
-        click.echo(f"error: {e}", err=True)
-        sys.exit(EXIT_INPUT)
+    path, df = do_summarize(out_dir, by=by, png=png)
     import pandas as pd
 
     with pd.option_context("display.max_columns", 12, "display.width", 120):
@@ -250,19 +254,16 @@ def summarize(out_dir, by, png):
 
 @main.command()
 @click.argument("out_dir", metavar="OUT", type=click.Path(exists=True, file_okay=False))
+@reports_errors
 def merge(out_dir):
     """Join the shards of an array job (OUT/shards/*) into OUT as one dataset.
 
     Exits 1, naming them, when shards are missing, unfinished or failed (re-submit those array
     indices: they resume). Re-running merge is harmless.
     """
-    from .shards import MergeError, merge as do_merge
+    from .store import merge as do_merge
 
-    try:
-        s = do_merge(out_dir)
-    except MergeError as e:
-        click.echo(f"error: {e}", err=True)
-        sys.exit(EXIT_PARTIAL)
+    s = do_merge(out_dir)
     c = s["counts"]
     click.echo(f"merged {s['merged_shards']} shards into {out_dir}: {c['results_total']} results, "
                f"{c['errors_total']} errors, {s['audio_hours']:.3f} h of audio")
@@ -274,7 +275,8 @@ def merge(out_dir):
 @click.option("--audio-root", type=click.Path(file_okay=False), default=None,
               help="Resolve relative paths in wav.scp against this directory.")
 @click.option("--no-pipes", is_flag=True, help="Refuse wav.scp entries that run shell commands.")
-@click.option("--num-workers", type=int, default=-1, show_default=True, help="Worker processes (-1: cores - 1).")
+@click.option("--num-workers", type=int, default=-1, show_default=True, help="Decoder processes (-1: cores - 1, at most 8).")
+@reports_errors
 def features(input_path, out, audio_root, no_pipes, num_workers):
     """Prosody features only, no model: F0 (Praat), loudness, pauses, speaking rate per utterance.
 
@@ -282,15 +284,10 @@ def features(input_path, out, audio_root, no_pipes, num_workers):
     Writes OUT/features/part-*.parquet (one row per utterance), OUT/errors/, and
     OUT/explanations.parquet (each utterance relative to its speaker's medians).
     """
-    from .corpus import CorpusError
-    from .runner import run_features
+    from .features import run_features
 
-    try:
-        s = run_features(input_path, out, audio_root=audio_root, allow_pipes=not no_pipes, num_workers=num_workers,
-                         log=lambda m: click.echo(m, err=True))
-    except CorpusError as e:
-        click.echo(f"error: {e}", err=True)
-        sys.exit(EXIT_INPUT)
+    s = run_features(input_path, out, audio_root=audio_root, allow_pipes=not no_pipes, num_workers=num_workers,
+                     log=lambda m: click.echo(m, err=True))
     click.echo(f"done: {s.n_ok} ok, {s.n_errors} errors, {s.n_skipped} already done; "
                f"{s.audio_seconds / 60:.1f} min of audio in {s.wall_seconds:.1f} s", err=True)
     if s.n_errors:
@@ -310,13 +307,13 @@ def make_test_model(out_dir, kind, size, seed):
 
     For offline plumbing tests and benchmarks only: its predictions mean nothing.
     """
-    from . import testing
+    from . import testmodels
 
     try:
         if kind == "whisper":
-            path = testing.make_whisper_classifier_dir(out_dir, size=size, seed=seed)
+            path = testmodels.make_whisper_classifier_dir(out_dir, size=size, seed=seed)
         else:
-            path = testing.make_emotion2vec_dir(out_dir, size=size, seed=seed, head=(kind == "emotion2vec"))
+            path = testmodels.make_emotion2vec_dir(out_dir, size=size, seed=seed, head=(kind == "emotion2vec"))
     except ValueError as e:
         raise click.BadParameter(str(e), param_hint="--size")
     click.echo(f"wrote random-weight {kind} ({size}) test model to {path}")

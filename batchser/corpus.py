@@ -99,20 +99,29 @@ def _split_id(line: str) -> Tuple[str, str]:
     return parts[0], (parts[1].strip() if len(parts) > 1 else "")
 
 
-def _read_table(path: Path, errors: List[ReadError]) -> Dict[str, Tuple[str, int]]:
-    """Two-column Kaldi table (id value) -> {id: (value, line)}. Bad lines -> errors."""
-    out: Dict[str, Tuple[str, int]] = {}
+def _duplicate(seen: Dict[str, int], key: str, no: int, where, what: str) -> Optional[ReadError]:
+    """A ReadError if ``key`` was seen before (at the line ``seen`` records), else record it."""
+    if key in seen:
+        return ReadError(key, f"{where}: duplicate {what} {key!r} (first at line {seen[key]}); line ignored")
+    seen[key] = no
+    return None
+
+
+def _read_table(path: Path, errors: List[ReadError]) -> Dict[str, str]:
+    """Two-column Kaldi table (id value) -> {id: value}. Bad lines -> errors."""
+    out: Dict[str, str] = {}
     if not path.exists():
         return out
+    seen: Dict[str, int] = {}
     for no, line in _lines(path):
         key, val = _split_id(line)
         where = f"{path}:{no}"
         if not val:
             errors.append(ReadError(key, f"{where}: malformed line, expected '<id> <value>': {line!r}"))
-        elif key in out:
-            errors.append(ReadError(key, f"{where}: duplicate id {key!r} (first at line {out[key][1]}); line ignored"))
+        elif (dup := _duplicate(seen, key, no, where, "id")) is not None:
+            errors.append(dup)
         else:
-            out[key] = (val, no)
+            out[key] = val
     return out
 
 
@@ -149,115 +158,156 @@ def parse_rxfilename(rx: str, base: Path, scp_dir: Path, allow_pipes: bool, wher
     return None, f"{where}: audio file not found: {full}"
 
 
-def read_corpus(path: str | os.PathLike, audio_root: Optional[str] = None, allow_pipes: bool = True) -> Corpus:
-    """Read a wav.scp file or a Kaldi data dir holding one."""
-    path = Path(path)
-    if path.is_dir():
-        data_dir, scp = path, path / "wav.scp"
-        if not scp.exists():
-            raise CorpusError(f"{path} is a directory without a wav.scp")
-    elif path.is_file():
-        data_dir, scp = path.parent, path
-    else:
-        raise CorpusError(f"{path}: no such file or directory")
-    base = Path(audio_root) if audio_root else Path.cwd()
-    corpus = Corpus(data_dir=data_dir, wav_scp=scp)
+@dataclass
+class _WavScp:
+    """wav.scp read: usable recordings, unusable ones (why), every id seen, and the line errors."""
 
-    recs: Dict[str, Tuple[AudioSource, int]] = {}
-    seen: Dict[str, int] = {}
-    rec_bad: Dict[str, str] = {}
-    errs: List[ReadError] = []  # wav.scp problems; about recordings, which are utterances without segments
+    recs: Dict[str, Tuple[AudioSource, int]] = field(default_factory=dict)
+    bad: Dict[str, str] = field(default_factory=dict)
+    seen: Dict[str, int] = field(default_factory=dict)
+    errors: List[ReadError] = field(default_factory=list)
+
+
+@dataclass
+class _SideTables:
+    spk: Dict[str, str]
+    dur: Dict[str, str]
+    rdur: Dict[str, str]
+    emo: Dict[str, str]
+
+
+def _locate(path: Path) -> Tuple[Path, Path]:
+    """(data dir, wav.scp) for a data dir or a wav.scp path."""
+    if path.is_dir():
+        if not (path / "wav.scp").exists():
+            raise CorpusError(f"{path} is a directory without a wav.scp")
+        return path, path / "wav.scp"
+    if path.is_file():
+        return path.parent, path
+    raise CorpusError(f"{path}: no such file or directory")
+
+
+def _read_wav_scp(scp: Path, base: Path, allow_pipes: bool) -> _WavScp:
+    w = _WavScp()
     for no, line in _lines(scp):
         rec, rx = _split_id(line)
         where = f"{scp}:{no}"
-        if rec in seen:
-            errs.append(ReadError(rec, f"{where}: duplicate recording id {rec!r} (first at line {seen[rec]}); line ignored"))
+        dup = _duplicate(w.seen, rec, no, where, "recording id")
+        if dup is not None:
+            w.errors.append(dup)
             continue
-        seen[rec] = no
         if not rx:
-            errs.append(ReadError(rec, f"{where}: malformed line, expected '<recording-id> <rxfilename>': {line!r}"))
+            w.errors.append(ReadError(rec, f"{where}: malformed line, expected '<recording-id> <rxfilename>': {line!r}"))
             continue
         src, msg = parse_rxfilename(rx, base, scp.parent, allow_pipes, where)
         if src is None:
-            errs.append(ReadError(rec, msg))
-            rec_bad[rec] = msg
+            w.errors.append(ReadError(rec, msg))
+            w.bad[rec] = msg
             continue
-        recs[rec] = (src, no)
+        w.recs[rec] = (src, no)
+    return w
 
-    warn = corpus.warnings
-    spk = _read_table(data_dir / "utt2spk", warn)
-    dur = _read_table(data_dir / "utt2dur", warn)
-    rdur = _read_table(data_dir / "reco2dur", warn)
-    emo = _read_table(data_dir / "utt2emo", warn)
 
-    # one string object per distinct recording / speaker / label, shared by all its utterances
-    # (a manifest of millions of utterances is held in memory: ~0.3 KB each instead of ~0.6)
-    canon: Dict[str, str] = {}
+class _Shared:
+    """One string object per distinct recording / speaker / label, shared by all its utterances
+    (a manifest of millions of utterances is held in memory: ~0.3 KB each instead of ~0.6)."""
 
-    def shared(v: Optional[str]) -> Optional[str]:
-        return None if v is None else canon.setdefault(v, v)
+    def __init__(self):
+        self.canon: Dict[str, str] = {}
 
-    def fnum(s: str) -> Optional[float]:
-        try:
-            v = float(s)
-        except ValueError:
-            return None
-        return v if v == v else None  # reject NaN
+    def __call__(self, v: Optional[str]) -> Optional[str]:
+        return None if v is None else self.canon.setdefault(v, v)
 
-    seg_path = data_dir / "segments"
-    if seg_path.exists():
-        warn.extend(errs)  # with segments, utterances are the segments: report per segment below
-        errs = []
-        seen_utt: Dict[str, int] = {}
-        seg_file = str(seg_path)
-        for no, line in _lines(seg_path):
-            where = _Where(seg_file, no)
-            f = line.split()
-            uid = f[0]
-            if len(f) != 4:
-                errs.append(ReadError(uid, f"{where}: malformed segment, expected '<utt> <rec> <start> <end>': {line!r}"))
-                continue
-            if uid in seen_utt:
-                errs.append(ReadError(uid, f"{where}: duplicate utterance id {uid!r} (first at line {seen_utt[uid]}); line ignored"))
-                continue
-            seen_utt[uid] = no
-            rec, s, e = f[1], fnum(f[2]), fnum(f[3])
-            if rec not in recs:
-                why = f"which is unusable: {rec_bad[rec]}" if rec in rec_bad else (
-                    "whose wav.scp line was ignored" if rec in seen else "not in wav.scp")
-                errs.append(ReadError(uid, f"{where}: segment refers to recording {rec!r} {why}"))
-                continue
-            if s is None or e is None or s < 0:
-                errs.append(ReadError(uid, f"{where}: bad start/end times {f[2]!r} {f[3]!r}"))
-                continue
-            end = None if e == -1 else e
-            if end is not None and s >= end:
-                errs.append(ReadError(uid, f"{where}: start {s} >= end {end}"))
-                continue
-            known = (end - s) if end is not None else (
-                fnum(rdur[rec][0]) - s if rec in rdur and fnum(rdur[rec][0]) is not None else None)
-            corpus.utterances.append(Utterance(
-                utt_id=uid, rec_id=shared(rec), source=recs[rec][0], start=s, end=end,
-                spk=shared(spk.get(uid, (None,))[0]), duration=known,
-                ref_label=shared(emo.get(uid, (None,))[0]), list_file=seg_file, line=no))
-    else:
-        scp_file = str(scp)
-        for rec, (src, no) in recs.items():
-            d = dur.get(rec) or rdur.get(rec)
-            corpus.utterances.append(Utterance(
-                utt_id=rec, rec_id=rec, source=src, spk=shared(spk.get(rec, (None,))[0]),
-                duration=fnum(d[0]) if d else None, ref_label=shared(emo.get(rec, (None,))[0]), list_file=scp_file,
-                line=no))
-    # An id is either work or an error row, never both: a duplicate line of an id that is
-    # processed (or already reported) becomes a warning.
-    ok = {u.utt_id for u in corpus.utterances}
+
+def _fnum(s: str) -> Optional[float]:
+    try:
+        v = float(s)
+    except ValueError:
+        return None
+    return v if v == v else None  # reject NaN
+
+
+def _segment_utterances(seg_path: Path, wav: _WavScp, side: _SideTables, shared: _Shared
+                        ) -> Tuple[List[Utterance], List[ReadError]]:
+    """One utterance per line of ``segments``; bad lines become errors named by their utterance id."""
+    utts: List[Utterance] = []
+    errs: List[ReadError] = []
+    seen: Dict[str, int] = {}
+    seg_file = str(seg_path)
+    for no, line in _lines(seg_path):
+        where = _Where(seg_file, no)
+        f = line.split()
+        uid = f[0]
+        if len(f) != 4:
+            errs.append(ReadError(uid, f"{where}: malformed segment, expected '<utt> <rec> <start> <end>': {line!r}"))
+            continue
+        dup = _duplicate(seen, uid, no, where, "utterance id")
+        if dup is not None:
+            errs.append(dup)
+            continue
+        rec, s, e = f[1], _fnum(f[2]), _fnum(f[3])
+        if rec not in wav.recs:
+            why = f"which is unusable: {wav.bad[rec]}" if rec in wav.bad else (
+                "whose wav.scp line was ignored" if rec in wav.seen else "not in wav.scp")
+            errs.append(ReadError(uid, f"{where}: segment refers to recording {rec!r} {why}"))
+            continue
+        if s is None or e is None or s < 0:
+            errs.append(ReadError(uid, f"{where}: bad start/end times {f[2]!r} {f[3]!r}"))
+            continue
+        end = None if e == -1 else e
+        if end is not None and s >= end:
+            errs.append(ReadError(uid, f"{where}: start {s} >= end {end}"))
+            continue
+        rd = _fnum(side.rdur[rec]) if rec in side.rdur else None
+        known = (end - s) if end is not None else (rd - s if rd is not None else None)
+        utts.append(Utterance(
+            utt_id=uid, rec_id=shared(rec), source=wav.recs[rec][0], start=s, end=end,
+            spk=shared(side.spk.get(uid)), duration=known, ref_label=shared(side.emo.get(uid)),
+            list_file=seg_file, line=no))
+    return utts, errs
+
+
+def _recording_utterances(scp: Path, wav: _WavScp, side: _SideTables, shared: _Shared) -> List[Utterance]:
+    """Without ``segments``, every usable recording is one utterance (its id is the recording id)."""
+    scp_file = str(scp)
+    out = []
+    for rec, (src, no) in wav.recs.items():
+        d = side.dur.get(rec) or side.rdur.get(rec)
+        out.append(Utterance(
+            utt_id=rec, rec_id=rec, source=src, spk=shared(side.spk.get(rec)),
+            duration=_fnum(d) if d else None, ref_label=shared(side.emo.get(rec)), list_file=scp_file, line=no))
+    return out
+
+
+def _settle_errors(utts: List[Utterance], errs: List[ReadError], warnings: List[ReadError]) -> List[ReadError]:
+    """An id is either work or one error row, never both: a duplicate line of an id that is
+    processed (or already reported) becomes a warning."""
+    ok = {u.utt_id for u in utts}
     kept: Dict[str, ReadError] = {}
     for e in errs:
         if e.utt_id in ok or e.utt_id in kept:
-            warn.append(e)
+            warnings.append(e)
         else:
             kept[e.utt_id] = e
-    corpus.errors = list(kept.values())
+    return list(kept.values())
+
+
+def read_corpus(path: str | os.PathLike, audio_root: Optional[str] = None, allow_pipes: bool = True) -> Corpus:
+    """Read a wav.scp file or a Kaldi data dir holding one."""
+    data_dir, scp = _locate(Path(path))
+    base = Path(audio_root) if audio_root else Path.cwd()
+    corpus = Corpus(data_dir=data_dir, wav_scp=scp)
+    wav = _read_wav_scp(scp, base, allow_pipes)
+    warn = corpus.warnings
+    side = _SideTables(*(_read_table(data_dir / name, warn) for name in ("utt2spk", "utt2dur", "reco2dur", "utt2emo")))
+    shared = _Shared()
+    seg_path = data_dir / "segments"
+    if seg_path.exists():
+        warn.extend(wav.errors)  # with segments, utterances are the segments: reported per segment
+        corpus.utterances, errs = _segment_utterances(seg_path, wav, side, shared)
+    else:
+        corpus.utterances, errs = _recording_utterances(scp, wav, side, shared), wav.errors
+    corpus.errors = _settle_errors(corpus.utterances, errs, warn)
     return corpus
 
 

@@ -16,6 +16,7 @@ from typing import Dict, List, Optional, Sequence, Tuple
 import numpy as np
 
 from .models.base import normalise_label
+from .store import layout
 
 MISSING = "<missing>"
 
@@ -102,7 +103,7 @@ def metrics(y_true: Sequence[str], y_pred: Sequence[str]) -> Dict:
 def evaluate(out_dir: str, ref: Optional[str] = None, label_map: Optional[str] = None,
              eval_dir: Optional[str] = None, plot: bool = True) -> Dict:
     """Compare predictions in ``out_dir`` with reference labels; write metrics.json (+ PNG)."""
-    from .results import open_results
+    from .store import open_results
 
     res = open_results(out_dir)
     df = res.labels
@@ -165,7 +166,7 @@ def evaluate(out_dir: str, ref: Optional[str] = None, label_map: Optional[str] =
         mm = metrics([y_true[i] for i in idx], [y_pred[i] for i in idx])
         by_spk[s] = {k: mm[k] for k in ("n", "WA", "UA", "macro_f1")}
     m["per_speaker"] = by_spk
-    ed = Path(eval_dir) if eval_dir else Path(out_dir) / "eval"
+    ed = Path(eval_dir) if eval_dir else Path(out_dir) / layout.EVAL
     ed.mkdir(parents=True, exist_ok=True)
     (ed / "metrics.json").write_text(json.dumps(m, indent=2) + "\n", encoding="utf-8")
     if plot:
@@ -232,7 +233,7 @@ def summarize(out_dir: str, by: str = "spk", png: bool = False) -> Tuple[Path, "
     """Per-speaker or per-recording label distribution and mean class scores, as Parquet."""
     import pandas as pd
 
-    from .results import open_results
+    from .store import open_results
 
     df = open_results(out_dir).labels
     key = {"spk": "spk", "rec": "rec_id"}[by]
@@ -251,7 +252,7 @@ def summarize(out_dir: str, by: str = "spk", png: bool = False) -> Tuple[Path, "
         for c in [c for c in df.columns if c.startswith("score_")]:
             out[f"mean_{c}"] = g[c].mean()
     out = out.reset_index()
-    path = Path(out_dir) / f"summary_by_{by}.parquet"
+    path = layout.summary_path(Path(out_dir), by)
     out.to_parquet(path, index=False)
     if png and df.label.notna().any():
         import matplotlib
@@ -265,6 +266,6 @@ def summarize(out_dir: str, by: str = "spk", png: bool = False) -> Tuple[Path, "
         ax.set_ylabel("fraction of utterances")
         ax.legend(loc="center left", bbox_to_anchor=(1, 0.5), fontsize=8)
         plt.tight_layout()
-        plt.savefig(Path(out_dir) / f"summary_by_{by}.png", dpi=120)
+        plt.savefig(layout.summary_path(Path(out_dir), by, ".png"), dpi=120)
         plt.close()
     return path, out

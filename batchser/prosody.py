@@ -22,7 +22,9 @@ from typing import Dict, List, Optional
 
 import numpy as np
 
-SR = 16000
+from .audio import TARGET_SR
+
+SR = TARGET_SR
 HOP = 160  # 10 ms
 WIN = 400  # 25 ms
 F0_FLOOR, F0_CEIL = 60.0, 600.0
@@ -143,22 +145,3 @@ def explanations(df, key: str = "spk"):
         rows = [explain(r, b, "corpus") for r in df.to_dict("records")]
     return pd.DataFrame({"utt_id": df.utt_id.to_numpy(), "explanation": rows,
                          "baseline": "speaker" if use_spk else "corpus"})
-
-
-def write_explanations(out_dir) -> None:
-    """OUT/explanations.parquet (utt_id, explanation, baseline) from the labels' prosody columns.
-
-    Baselines are per speaker, so they need every utterance: written at the end of a run (and by
-    ``batchser merge`` for array jobs), recomputed on each resume.
-    """
-    from pathlib import Path
-
-    import pyarrow as pa
-
-    from .outputs import _save_parquet
-    from .results import open_results
-
-    df = open_results(out_dir).labels
-    if df.empty or "f0_median_st" not in df.columns:
-        return
-    _save_parquet(Path(out_dir) / "explanations.parquet", pa.Table.from_pandas(explanations(df), preserve_index=False))

@@ -18,6 +18,8 @@ from typing import Iterator, List, Optional, Tuple
 
 import numpy as np
 
+from .models.base import Backend
+
 
 @dataclass
 class ItemResult:
@@ -32,7 +34,7 @@ def _is_oom(e: BaseException) -> bool:
     return "out of memory" in str(e).lower() or type(e).__name__ == "OutOfMemoryError"
 
 
-def forward_safe(backend, wavs: List[np.ndarray], frames: bool, offset: int = 0) -> Iterator[Tuple]:
+def forward_safe(backend: Backend, wavs: List[np.ndarray], frames: bool, offset: int = 0) -> Iterator[Tuple]:
     """Yield ``(offset, count, BatchOutput or None, error or None)`` covering ``wavs`` in order."""
     try:
         yield offset, len(wavs), backend.forward(wavs, frames=frames), None
@@ -60,9 +62,10 @@ def split_windows(n: int, max_samples: int) -> List[Tuple[int, int]]:
     return [(a, min(n, a + size)) for a in range(0, n, size)]
 
 
-def run_items(backend, wavs: List[np.ndarray], frames: bool, max_samples: int, long_audio: str = "window"):
+def run_items(backend: Backend, wavs: List[np.ndarray], *, frames: bool, max_samples: int,
+              long_audio: str = "window") -> Tuple[List[ItemResult], int, int]:
     """Run one loader batch. Returns (results per input, real samples, padded samples)."""
-    limit = getattr(backend, "max_input_samples", None)
+    limit = backend.max_input_samples
     if limit:
         max_samples = min(max_samples, int(limit))
     if long_audio == "truncate":

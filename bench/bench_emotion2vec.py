@@ -177,7 +177,7 @@ def main() -> None:
         return
 
     from batchser.corpus import read_corpus
-    from batchser.testing import make_emotion2vec_dir
+    from batchser.testmodels import make_emotion2vec_dir
 
     work = Path(a.work)
     work.mkdir(parents=True, exist_ok=True)

@@ -35,7 +35,7 @@ def main() -> None:
     from batchser.audio import load_utterance
     from batchser.corpus import read_corpus
     from batchser.models.emotion2vec import Emotion2vecBackend
-    from batchser.testing import make_emotion2vec_dir
+    from batchser.testmodels import make_emotion2vec_dir
     from batchser.worker import run_items
 
     model = Path(a.work) / f"e2v_{a.size}"

@@ -97,7 +97,7 @@ def main() -> None:
     if a.child:
         print(json.dumps(child(*a.child)))
         return
-    from batchser.testing import make_emotion2vec_dir
+    from batchser.testmodels import make_emotion2vec_dir
 
     work = Path(a.work)
     model = work / f"e2v_{a.size}"

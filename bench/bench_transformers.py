@@ -3,7 +3,7 @@
 
     python bench/bench_transformers.py [--kind whisper|w2v2] [--size tiny|large-v3] [--batch-size 8]
 
-Builds a random-weight model (Whisper sizes from batchser.testing; speed does not depend on the
+Builds a random-weight model (Whisper sizes from batchser.testmodels; speed does not depend on the
 weights), decodes the corpus once to 16 kHz float WAVs, then times, each in its own process:
 `pipeline(..., batch_size=B, num_workers=W)` over the file list, and `batchser run`. Reports
 utterances/s, x real time, peak RSS, the ratio, and agreement (labels identical, max score diff).
@@ -67,7 +67,7 @@ def main() -> None:
         return
 
     from batchser.corpus import read_corpus
-    from batchser.testing import make_wav2vec2_classifier_dir, make_whisper_classifier_dir
+    from batchser.testmodels import make_wav2vec2_classifier_dir, make_whisper_classifier_dir
 
     work = Path(a.work)
     model = work / f"{a.kind}_{a.size}"

@@ -15,14 +15,14 @@ RAVDESS = SHARED / "corpora" / "ravdess"
 
 @pytest.fixture(scope="session")
 def e2v_dir(tmp_path_factory) -> Path:
-    from batchser.testing import make_emotion2vec_dir
+    from batchser.testmodels import make_emotion2vec_dir
 
     return make_emotion2vec_dir(tmp_path_factory.mktemp("models") / "e2v_tiny", size="tiny", seed=1)
 
 
 @pytest.fixture(scope="session")
 def e2v_nohead_dir(tmp_path_factory) -> Path:
-    from batchser.testing import make_emotion2vec_dir
+    from batchser.testmodels import make_emotion2vec_dir
 
     return make_emotion2vec_dir(tmp_path_factory.mktemp("models") / "e2v_nohead", size="tiny", seed=2, head=False)
 

@@ -97,7 +97,7 @@ def test_model_failure_isolated_to_one_utterance(e2v_dir, tmp_path, make_corpus,
 
 def test_time_split_shows_a_slow_loader(e2v_dir, tmp_path, make_corpus, monkeypatch):
     """The manifest and summary say where the loop's time went; a slow decoder shows as waiting."""
-    import batchser.runner as runner
+    import batchser.loader as runner
 
     d = make_corpus({f"u{i}": 0.5 for i in range(4)})
     orig = runner.load_utterance
@@ -170,7 +170,7 @@ def test_resume_after_kill_loses_and_duplicates_nothing(e2v_dir, tmp_path, make_
 
 
 def test_resume_refuses_other_model_or_settings(e2v_dir, e2v_nohead_dir, tmp_path, make_corpus):
-    from batchser.testing import make_emotion2vec_dir
+    from batchser.testmodels import make_emotion2vec_dir
 
     d = make_corpus({"a": 1.0, "b": 1.5})
     out = tmp_path / "o"

@@ -94,7 +94,7 @@ def test_groupnorm_extractor_mode_parity(tmp_path, wavs):
     import yaml
 
     from batchser.models.emotion2vec import Emotion2vecBackend, load_funasr
-    from batchser.testing import make_emotion2vec_dir
+    from batchser.testmodels import make_emotion2vec_dir
 
     d = make_emotion2vec_dir(tmp_path / "gn", size="tiny", seed=3)
     cfg = yaml.safe_load((d / "config.yaml").read_text())
@@ -230,13 +230,13 @@ def test_int8_is_close_to_float32_and_quantises_each_utterance_alone(e2v_dir, e2
 
 
 def test_int8_refused_where_not_supported(tmp_path):
-    from batchser.runner import resolve_dtype
+    from batchser.policy import resolve_dtype
 
     with pytest.raises(ValueError, match="CPU only"):
         resolve_dtype("int8", "cuda")
     assert resolve_dtype("int8", "cpu") == "int8"
     from batchser.models.hf import TransformersBackend
-    from batchser.testing import make_wav2vec2_classifier_dir
+    from batchser.testmodels import make_wav2vec2_classifier_dir
 
     d = make_wav2vec2_classifier_dir(tmp_path / "w2v2")
     with pytest.raises(ValueError, match="emotion2vec models only"):
@@ -250,7 +250,7 @@ def test_bf16_on_gpu_agrees_with_fp32(tmp_path):
     from batchser.audio import load_utterance
     from batchser.corpus import read_corpus
     from batchser.models.emotion2vec import Emotion2vecBackend
-    from batchser.testing import make_emotion2vec_dir
+    from batchser.testmodels import make_emotion2vec_dir
     from conftest import RAVDESS
 
     d = make_emotion2vec_dir(tmp_path / "base", size="base", seed=0)
@@ -292,7 +292,7 @@ def test_per_layer_alibi_scale_parity(tmp_path, wavs):
     import yaml
 
     from batchser.models.emotion2vec import Emotion2vecBackend, load_funasr
-    from batchser.testing import make_emotion2vec_dir
+    from batchser.testmodels import make_emotion2vec_dir
 
     d = make_emotion2vec_dir(tmp_path / "pl", size="tiny", seed=4)
     cfg = yaml.safe_load((d / "config.yaml").read_text())

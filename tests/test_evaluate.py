@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from batchser.evaluate import evaluate, metrics, read_label_map, summarize
-from batchser.outputs import OutputWriter
+from batchser.store import OutputWriter
 from conftest import RAVDESS, REPO
 
 LABELS = ["angry", "happy", "neutral", "other", "sad"]

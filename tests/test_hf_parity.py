@@ -12,7 +12,7 @@ from conftest import speechlike
 
 @pytest.fixture(scope="module")
 def whisper_dir(tmp_path_factory):
-    from batchser.testing import make_whisper_classifier_dir
+    from batchser.testmodels import make_whisper_classifier_dir
 
     return make_whisper_classifier_dir(tmp_path_factory.mktemp("w") / "whisper", seed=5)
 
@@ -80,7 +80,7 @@ def test_whisper_truncate_is_first_30_seconds(whisper):
 
 @pytest.mark.parametrize("mask", [True, False])
 def test_wav2vec2_parity(tmp_path, mask):
-    from batchser.testing import make_wav2vec2_classifier_dir
+    from batchser.testmodels import make_wav2vec2_classifier_dir
 
     be = TransformersBackend(str(make_wav2vec2_classifier_dir(tmp_path / "w2v", attention_mask=mask, seed=2)))
     assert be.batched is mask
@@ -94,7 +94,7 @@ def test_wav2vec2_parity(tmp_path, mask):
 
 def test_unmasked_wav2vec2_changes_when_padded(tmp_path):
     """Why such models run one utterance per forward: padding them changes the result."""
-    from batchser.testing import make_wav2vec2_classifier_dir
+    from batchser.testmodels import make_wav2vec2_classifier_dir
 
     be = TransformersBackend(str(make_wav2vec2_classifier_dir(tmp_path / "g", attention_mask=False, seed=3)))
     a, b = speechlike(4000, 1), speechlike(20000, 2)
@@ -113,7 +113,7 @@ def test_pipeline_on_the_same_files_agrees_with_batchser_run(kind, whisper_dir, 
     from transformers import pipeline
 
     from batchser.runner import RunConfig, run
-    from batchser.testing import make_wav2vec2_classifier_dir
+    from batchser.testmodels import make_wav2vec2_classifier_dir
 
     if shutil.which("ffmpeg") is None:
         pytest.skip("the pipeline decodes files with ffmpeg")
@@ -158,7 +158,7 @@ def test_cli_runs_wav2vec2_dir_with_the_same_contract(tmp_path, monkeypatch, e2v
 
     from batchser import open_results
     from batchser.cli import main
-    from batchser.testing import make_wav2vec2_classifier_dir
+    from batchser.testmodels import make_wav2vec2_classifier_dir
     from conftest import REPO
 
     monkeypatch.chdir(REPO)

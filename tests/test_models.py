@@ -6,7 +6,7 @@ import torch
 
 from batchser.models import ModelNotAvailable, normalise_label, resolve_model
 from batchser.models.resolve import ALIASES, _hub_and_id, detect_backend
-from batchser.testing import MARKER, emotion2vec_config
+from batchser.testmodels import MARKER, emotion2vec_config
 
 
 @pytest.mark.parametrize("tok,name", [("生气/angry", "angry"), ("<unk>", "unknown"), ("Disgust", "disgusted"),
@@ -70,7 +70,7 @@ def test_full_size_configs_match_published_sizes():
 def test_whisper_dir_loads_with_transformers(tmp_path):
     from transformers import AutoFeatureExtractor, AutoModelForAudioClassification
 
-    from batchser.testing import WHISPER_LABELS, make_whisper_classifier_dir
+    from batchser.testmodels import WHISPER_LABELS, make_whisper_classifier_dir
 
     d = make_whisper_classifier_dir(tmp_path / "w")
     assert (d / MARKER).exists()
@@ -90,7 +90,7 @@ def test_whisper_dir_loads_with_transformers(tmp_path):
 def test_whisper_large_v3_dims():
     from transformers import WhisperConfig
 
-    from batchser.testing import WHISPER_SIZES
+    from batchser.testmodels import WHISPER_SIZES
 
     c = WhisperConfig(**WHISPER_SIZES["large-v3"])
     assert (c.d_model, c.encoder_layers, c.num_mel_bins) == (1280, 32, 128)

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from batchser import open_results
-from batchser.outputs import OutputWriter
+from batchser.store import OutputWriter
 
 LABELS = ["angry", "happy"]
 
@@ -108,7 +108,7 @@ def test_manifest_atomic_json(tmp_path):
 
 
 def test_per_utt_layout_stays_inside_and_never_collides(tmp_path):
-    from batchser.outputs import per_utt_name
+    from batchser.store.layout import per_utt_name
 
     ids = ["plain-id", "../../escape", "a/b", "a_b", "/abs", "..", "ünï"]
     w = OutputWriter(tmp_path / "o", LABELS, "m", npy_layout="per-utt")

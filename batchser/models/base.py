@@ -1,9 +1,16 @@
-"""What every model back-end gives the runner: one interface, several back-ends behind it."""
+"""What every model back-end gives the model worker: one interface, several back-ends behind it.
+
+A back-end (:class:`Backend`) takes a batch of 16 kHz mono waveforms of any lengths and returns
+per-utterance results equal to its reference implementation run one utterance at a time:
+padding and batch composition never change a result. ``emotion2vec.py`` and ``hf.py``
+implement it; the model worker (``batchser.worker``) and the pipeline use only what is written
+here.
+"""
 from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
-from typing import List, Optional
+from typing import List, Optional, Protocol, Tuple, runtime_checkable
 
 import numpy as np
 
@@ -50,6 +57,30 @@ class BatchOutput:
     embeddings: np.ndarray  # B x D, mean of valid frames
     scores: Optional[np.ndarray]  # B x C softmax, or None for embedding-only models
     frames: Optional[List[np.ndarray]] = field(default=None)  # per utterance, T_i x D
+
+
+@runtime_checkable
+class Backend(Protocol):
+    """The interface between the model worker and a model."""
+
+    name: str  # "emotion2vec" | "transformers"
+    labels: List[str]  # class names, normalised (score_<label> columns); [] for embedding-only models
+    embed_dim: int  # utterance / frame embedding size
+    sample_rate: int  # what forward() expects (batchser.audio.TARGET_SR)
+    max_input_samples: Optional[int]  # longest input the model takes (Whisper: 30 s); None = any
+    min_samples: int  # shortest input that yields one frame
+    info: ModelInfo
+
+    def forward(self, wavs: List[np.ndarray], frames: bool = False) -> BatchOutput:
+        """Results for a batch of waveforms (float32, ``sample_rate``), rows in input order;
+        ``frames`` also returns each utterance's frame embeddings."""
+        ...
+
+    def combine_windows(self, embeddings: np.ndarray, scores: Optional[np.ndarray],
+                        frame_counts: np.ndarray) -> Tuple[np.ndarray, Optional[np.ndarray]]:
+        """One utterance's (embedding, scores) from the results of its windows (W x D, W x C)
+        and the windows' frame counts."""
+        ...
 
 
 def pool_frames(frames, lengths, scores: Optional[np.ndarray], want_frames: bool) -> BatchOutput:

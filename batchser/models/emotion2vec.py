@@ -30,6 +30,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from ..audio import TARGET_SR
+from ..policy import check_dtype
 from .base import BatchOutput, ModelInfo, autocast, frame_weighted_mean, normalise_label, pool_frames
 
 
@@ -448,15 +450,15 @@ class Emotion2vecBackend:
     """Model worker for emotion2vec(+) checkpoints in funasr's layout."""
 
     name = "emotion2vec"
-    sample_rate = 16000
+    sample_rate = TARGET_SR
+    max_input_samples = None  # any length (long inputs: see batchser.worker)
 
     def __init__(self, model_dir: str, device: str = "cpu", dtype: str = "float32", info: Optional[ModelInfo] = None):
         self.device = torch.device(device)
+        check_dtype(dtype, self.device.type, self.name)
         am = load_funasr(model_dir, str(self.device))
         self.model = am.model.eval()
         if dtype == "int8":
-            if self.device.type != "cpu":
-                raise ValueError("--dtype int8 runs on the CPU only")
             quantize_blocks_int8(self.model)
         tok = am.kwargs.get("tokenizer")
         tokens = list(tok.token_list) if tok is not None and hasattr(tok, "token_list") else []
@@ -468,8 +470,6 @@ class Emotion2vecBackend:
         self.min_samples = min_samples(self.conv_spec)
         self.info = info or ModelInfo(id=str(model_dir), path=str(model_dir))
         self.embed_dim = int(self.model.cfg.get("embed_dim"))
-
-    max_input_samples = None  # any length (long inputs: see batchser.worker)
 
     def combine_windows(self, embeddings: np.ndarray, scores, frame_counts: np.ndarray):
         """Windows of one long utterance: the frame-weighted mean embedding (= the mean over all

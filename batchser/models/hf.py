@@ -21,6 +21,8 @@ from typing import List, Optional
 import numpy as np
 import torch
 
+from ..audio import TARGET_SR
+from ..policy import check_dtype
 from .base import BatchOutput, ModelInfo, autocast, frame_weighted_mean, normalise_label, pool_frames
 
 WHISPER_HOP = 160  # samples per mel frame; the encoder halves it again: 320 samples per frame
@@ -28,14 +30,13 @@ WHISPER_HOP = 160  # samples per mel frame; the encoder halves it again: 320 sam
 
 class TransformersBackend:
     name = "transformers"
-    sample_rate = 16000
+    sample_rate = TARGET_SR
 
     def __init__(self, model_dir: str, device: str = "cpu", dtype: str = "float32", info: Optional[ModelInfo] = None):
         from transformers import AutoFeatureExtractor, AutoModelForAudioClassification
 
         self.device = torch.device(device)
-        if dtype == "int8":
-            raise ValueError("--dtype int8 is implemented for emotion2vec models only; use float32 on the CPU")
+        check_dtype(dtype, self.device.type, self.name)
         self.dtype = dtype
         self.fe = AutoFeatureExtractor.from_pretrained(model_dir)
         self.model = AutoModelForAudioClassification.from_pretrained(model_dir).eval().to(self.device)
@@ -54,8 +55,9 @@ class TransformersBackend:
             self.max_input_samples = None
             self.min_samples = 400
             self.batched = bool(getattr(self.fe, "return_attention_mask", False))
-        if int(getattr(self.fe, "sampling_rate", 16000)) != 16000:
-            raise ValueError(f"{model_dir}: the feature extractor expects {self.fe.sampling_rate} Hz; batchser feeds 16 kHz")
+        if int(getattr(self.fe, "sampling_rate", TARGET_SR)) != TARGET_SR:
+            raise ValueError(f"{model_dir}: the feature extractor expects {self.fe.sampling_rate} Hz; "
+                             f"batchser feeds {TARGET_SR} Hz")
 
     def _run_keeping_last_hidden(self, x, **kw):
         """Whisper: (model output, encoder's last hidden state, = ``hidden_states[-1]``). A hook on
@@ -72,7 +74,7 @@ class TransformersBackend:
         return out, kept[-1]
 
     def _whisper(self, wavs: List[np.ndarray], frames: bool):
-        feats = self.fe(wavs, sampling_rate=16000, return_tensors="pt", device=str(self.device))
+        feats = self.fe(wavs, sampling_rate=TARGET_SR, return_tensors="pt", device=str(self.device))
         x = feats.input_features.to(self.device)
         with autocast(self.device, self.dtype):
             out, hid = self._run_keeping_last_hidden(x)
@@ -81,7 +83,7 @@ class TransformersBackend:
         return out.logits.float(), hid, n
 
     def _w2v(self, wavs: List[np.ndarray], frames: bool):
-        feats = self.fe(wavs, sampling_rate=16000, return_tensors="pt", padding=True,
+        feats = self.fe(wavs, sampling_rate=TARGET_SR, return_tensors="pt", padding=True,
                         return_attention_mask=self.batched)
         x = feats.input_values.to(self.device)
         mask = feats.get("attention_mask")

@@ -8,17 +8,19 @@ from typing import List, Optional, Sequence
 
 import numpy as np
 
+from . import layout
+
 
 class Results:
     """Labels and errors tables plus embeddings aligned with the labels table's row order."""
 
     def __init__(self, out_dir: str | os.PathLike):
         self.dir = Path(out_dir)
-        if not (self.dir / "labels").is_dir():
+        if not (self.dir / layout.LABELS).is_dir():
             hint = (f"; it holds shards of an array job: run `batchser merge {self.dir}` first"
-                    if (self.dir / "shards").is_dir() else "")
+                    if (self.dir / layout.SHARDS).is_dir() else "")
             raise FileNotFoundError(f"{self.dir} is not a batchser output directory (no labels/){hint}")
-        self._parts: List[Path] = sorted((self.dir / "labels").glob("part-*.parquet"))
+        self._parts: List[Path] = layout.parts(self.dir, layout.LABELS)
 
     def labels_table(self):
         """The labels as a pyarrow Table (parts in order)."""
@@ -43,14 +45,14 @@ class Results:
         import pandas as pd
         import pyarrow.parquet as pq
 
-        parts = sorted((self.dir / "errors").glob("part-*.parquet"))
+        parts = layout.parts(self.dir, layout.ERRORS)
         if not parts:
             return pd.DataFrame({"utt_id": [], "stage": [], "message": []})
         return pd.concat([pq.read_table(p).to_pandas() for p in parts], ignore_index=True)
 
     @property
     def manifest(self) -> dict:
-        p = self.dir / "manifest.json"
+        p = self.dir / layout.MANIFEST
         return json.loads(p.read_text(encoding="utf-8")) if p.exists() else {}
 
     def embeddings(self, utt_ids: Optional[Sequence[str]] = None) -> np.ndarray:
@@ -60,7 +62,7 @@ class Results:
         """
         import pyarrow.parquet as pq
 
-        mats = [np.load(self.dir / "embeddings" / f"{p.stem}.npy", mmap_mode="r") for p in self._parts]
+        mats = [np.load(self.dir / layout.EMBEDDINGS / f"{p.stem}.npy", mmap_mode="r") for p in self._parts]
         if not mats:
             return np.zeros((0, 0), dtype=np.float32)
         full = mats[0] if len(mats) == 1 else np.concatenate(mats, 0)

@@ -1,0 +1,66 @@
+"""What a run is asked to do (:class:`RunConfig`) and what it did (:class:`RunSummary`)."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field, fields
+from typing import List, Optional
+
+
+@dataclass
+class RunConfig:
+    """The options of ``batchser run`` (the CLI builds one; ``batchser.runner.run`` takes it)."""
+
+    input: str
+    out: str
+    model: str = "emotion2vec_plus_base"
+    hub: str = "auto"
+    backend: str = "auto"
+    device: str = "auto"
+    dtype: str = "auto"
+    batch_seconds: Optional[float] = None  # None: per device (policy.DEFAULT_BATCH)
+    max_batch_size: Optional[int] = None
+    num_workers: int = -1  # decoder processes (-1: loader.default_decoders())
+    granularity: str = "utterance"
+    emb_dtype: str = "float32"
+    npy_layout: str = "parts"
+    audio_root: Optional[str] = None
+    allow_pipes: bool = True
+    pipe_timeout: float = 300.0
+    max_seconds: float = 600.0
+    long_audio: str = "window"  # or "truncate"
+    features: Optional[str] = None  # "prosody": interpretable columns beside each prediction
+    part_size: int = 2000
+    shard: Optional[str] = None  # "I/N" or "auto" (array-job environment)
+    num_shards: Optional[int] = None
+    shard_index: Optional[int] = None
+    overwrite: bool = False
+    retry_errors: bool = False
+    progress: bool = True
+    argv: List[str] = field(default_factory=list)
+
+
+@dataclass
+class RunSummary:
+    n_input: int = 0
+    n_ok: int = 0
+    n_errors: int = 0
+    n_skipped: int = 0  # committed by an earlier run
+    n_windowed: int = 0  # longer than max_seconds: run in windows
+    audio_seconds: float = 0.0
+    padded_seconds: float = 0.0
+    wall_seconds: float = 0.0
+    # where the processing loop's time went (summed over devices): waiting for decoded audio (a
+    # loader too slow for the model shows here), the model (host-to-device copy, forward, results
+    # back on the host) and writing outputs
+    loader_wait_seconds: float = 0.0
+    model_seconds: float = 0.0
+    write_seconds: float = 0.0
+
+    @property
+    def padding_efficiency(self) -> Optional[float]:
+        return self.audio_seconds / self.padded_seconds if self.padded_seconds else None
+
+    def add(self, other: "RunSummary") -> None:
+        """Add the counts and times of ``other`` (one device's share) to these."""
+        for f in fields(self):
+            if f.name not in ("n_input", "n_skipped", "wall_seconds"):
+                setattr(self, f.name, getattr(self, f.name) + getattr(other, f.name))

@@ -1,0 +1,92 @@
+"""Several devices in one run: one spawned process per device, each on a share of about equal audio.
+
+Each process loads its own model and writes its own namespace of parts (``part-d<k>-NNNNN``),
+so the processes never touch each other's files; the parent only counts progress.
+"""
+from __future__ import annotations
+
+import queue
+from dataclasses import asdict
+from typing import Callable, Dict, List, Optional
+
+from .audio import probe_duration
+from .config import RunConfig, RunSummary
+from .corpus import Utterance
+from .pipeline import Processed
+from .policy import batch_limits
+from .shards import split
+
+
+def _device_main(cfg: RunConfig, device: str, dtype: str, utts: List[Utterance], ns: str,
+                 writer_args: Dict, with_ref: bool, counter, result_q) -> None:
+    """One device's share, in its own process (spawned: CUDA cannot be forked)."""
+    try:
+        import torch
+
+        torch.set_num_threads(max(1, torch.get_num_threads()))
+        from .models import load_backend
+        from .pipeline import process
+        from .store import OutputWriter
+
+        backend = load_backend(cfg.model, device=device, dtype=dtype, hub=cfg.hub, backend=cfg.backend)
+        writer = OutputWriter(cfg.out, namespace=ns, **writer_args)
+
+        def progress(n, secs):
+            with counter.get_lock():
+                counter.value += n
+
+        done = process(backend, writer, utts, cfg=cfg, device=device, with_ref=with_ref, progress=progress)
+        result_q.put((ns, None, asdict(done.summary), done.n_batches))
+    except BaseException as e:  # report, never hang the parent
+        import traceback
+
+        result_q.put((ns, f"{type(e).__name__}: {e}\n{traceback.format_exc()}", None, 0))
+
+
+def run_on_devices(cfg: RunConfig, devices: List[str], *, dtype: str, todo: List[Utterance], writer_args: Dict,
+                   with_ref: bool, on_progress: Optional[Callable[[int], None]] = None,
+                   log: Callable[[str], None] = print) -> Processed:
+    """Run ``todo`` on ``devices`` at once; the returned summary adds up the devices' summaries."""
+    import multiprocessing as mp
+
+    ctx = mp.get_context("spawn")
+    counter = ctx.Value("i", 0)
+    result_q = ctx.Queue()
+    shares = split(todo, [u.utt_id for u in todo], [probe_duration(u) for u in todo], len(devices))
+    procs = []
+    log(f"running on {len(devices)} devices: {', '.join(devices)}")
+    for k, (dev, share) in enumerate(zip(devices, shares)):
+        p = ctx.Process(target=_device_main, args=(cfg, dev, dtype, share, f"d{k}", writer_args, with_ref,
+                                                   counter, result_q), daemon=False)
+        p.start()
+        procs.append(p)
+    res = Processed(RunSummary(), 0, *batch_limits(devices[0], cfg.batch_seconds, cfg.max_batch_size))
+    seen = got = 0
+
+    def report() -> None:
+        nonlocal seen
+        with counter.get_lock():
+            v = counter.value
+        if on_progress is not None and v > seen:
+            on_progress(v - seen)
+        seen = v
+
+    while got < len(procs):
+        try:
+            ns, err, summ, nb = result_q.get(timeout=0.5)
+        except queue.Empty:
+            report()
+            if all(not p.is_alive() for p in procs) and result_q.empty():
+                res.failures.append("a device process died without reporting (killed?)")
+                break
+            continue
+        got += 1
+        res.n_batches += nb
+        if err is not None:
+            res.failures.append(f"{ns}: {err}")
+        else:
+            res.summary.add(RunSummary(**summ))
+    for p in procs:
+        p.join()
+    report()
+    return res

@@ -1,0 +1,56 @@
+"""``batchser features``: prosody columns only, no model: reader -> loader (decoders) -> writer.
+
+Writes OUT/features/part-*.parquet, OUT/errors/ and OUT/explanations.parquet through the same
+writer as ``batchser run``; a re-run skips utterances already written.
+"""
+from __future__ import annotations
+
+import time
+from typing import Callable, Optional
+
+from .audio import TARGET_SR, probe_duration
+from .batching import make_batches
+from .config import RunSummary
+from .corpus import read_corpus
+from .loader import decoder_count, make_loader
+from .pipeline import settle_read_errors
+from .store import features_writer, layout, utterance_row, write_explanations
+
+# decoding and Praat's pitch tracker cost the same per second of audio whatever the batch: these
+# only bound how much decoded audio waits in memory
+BATCH_SECONDS, MAX_BATCH = 60.0, 16
+MIN_SAMPLES = 400  # 25 ms: one analysis frame
+
+
+def run_features(input_path: str, out_dir: str, *, audio_root: Optional[str] = None, allow_pipes: bool = True,
+                 num_workers: int = -1, pipe_timeout: float = 300.0, part_size: int = 2000,
+                 log: Callable[[str], None] = print) -> RunSummary:
+    """Prosody features of every utterance of ``input_path`` into ``out_dir``; returns the counts."""
+    t0 = time.time()
+    corpus = read_corpus(input_path, audio_root=audio_root, allow_pipes=allow_pipes)
+    for w in corpus.warnings:
+        log(f"warning: {w.message}")
+    with_ref = any(u.ref_label for u in corpus.utterances)
+    writer = features_writer(out_dir, with_ref=with_ref, part_size=part_size)
+    todo, n_err, n_skip = settle_read_errors(corpus, writer)
+    s = RunSummary(n_input=corpus.n_input, n_errors=n_err, n_skipped=n_skip)
+    batches = make_batches([probe_duration(u) for u in todo], BATCH_SECONDS, MAX_BATCH)
+    loader = make_loader(todo, batches, pipe_timeout=pipe_timeout, min_samples=MIN_SAMPLES, features=True,
+                         num_decoders=decoder_count(num_workers))
+    try:
+        for items in loader:
+            for i, w, err, feats in items:
+                u = todo[i]
+                if err is not None:
+                    writer.add_error(u.utt_id, "decode", err)
+                    s.n_errors += 1
+                    continue
+                dur = len(w) / TARGET_SR
+                writer.add_rows([{**utterance_row(u, dur, with_ref=with_ref), **feats}])
+                s.n_ok += 1
+                s.audio_seconds += dur
+    finally:
+        writer.flush()
+    write_explanations(out_dir, table=layout.FEATURES)
+    s.wall_seconds = time.time() - t0
+    return s

@@ -1,0 +1,123 @@
+"""The loader: decoder processes turn utterances into 16 kHz waveforms, batch by batch.
+
+Decoding (and, with ``features``, the prosody features) runs in a torch DataLoader's worker
+processes, called *decoders* here, with bounded prefetch, while the model works on the previous
+batch. Recordings that several segments share and that cannot be seeked (pipes, ark entries)
+are decoded once beforehand into a cache directory.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import replace
+from pathlib import Path
+from typing import Dict, List, Optional, Sequence, Tuple
+
+from .audio import AudioError, cache_recording, load_utterance
+from .corpus import AudioSource, Utterance
+
+
+def default_decoders() -> int:
+    """Cores - 1 (the main process feeds the model), at most 8."""
+    n = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    return max(0, min(8, n - 1))
+
+
+def decoder_count(requested: int) -> int:
+    """``--num-workers``: -1 means :func:`default_decoders`; 0 decodes in the main process."""
+    return default_decoders() if requested < 0 else requested
+
+
+def _message(u: Utterance, e: Exception) -> str:
+    return f"{u.utt_id} ({u.where}): {e}" if isinstance(e, AudioError) else f"{u.utt_id} ({u.where}): {type(e).__name__}: {e}"
+
+
+class DecodeDataset:
+    """Map-style dataset: index -> (index, waveform or None, error or None, features or None).
+
+    Never raises for a bad utterance: its error message (naming utterance and file:line) is
+    returned instead, so one bad file never stops a run.
+    """
+
+    def __init__(self, utts: Sequence[Utterance], *, pipe_timeout: float, min_samples: int, features: bool = False):
+        self.utts, self.pipe_timeout, self.min_samples = utts, pipe_timeout, min_samples
+        self.features = features
+
+    def __len__(self) -> int:
+        return len(self.utts)
+
+    def __getitem__(self, i: int):
+        u = self.utts[i]
+        try:
+            w = load_utterance(u, self.pipe_timeout, self.min_samples)
+        except Exception as e:  # a decoder bug must not stop the run either
+            return i, None, _message(u, e), None
+        feats = None
+        if self.features:
+            from .prosody import prosody
+
+            try:
+                feats = prosody(w)
+            except Exception as e:
+                return i, None, f"{u.utt_id} ({u.where}): prosody features failed: {type(e).__name__}: {e}", None
+        return i, w, None, feats
+
+
+def _identity(batch):
+    return batch
+
+
+def make_loader(utts: Sequence[Utterance], batches: List[List[int]], *, pipe_timeout: float, min_samples: int,
+                features: bool, num_decoders: int):
+    """An iterable of batches, each a list of ``DecodeDataset`` items, in ``batches`` order."""
+    import torch
+
+    return torch.utils.data.DataLoader(
+        DecodeDataset(utts, pipe_timeout=pipe_timeout, min_samples=min_samples, features=features),
+        batch_sampler=batches, num_workers=num_decoders, collate_fn=_identity,
+        prefetch_factor=2 if num_decoders > 0 else None,
+    )
+
+
+def _cache_one(args) -> Tuple[Optional[str], Optional[str]]:
+    src, dest, timeout = args
+    try:
+        return cache_recording(src, dest, timeout), None
+    except Exception as e:
+        return None, str(e) if isinstance(e, AudioError) else f"{type(e).__name__}: {e}"
+
+
+def cache_shared_recordings(utts: List[Utterance], cache: Path, *, pipe_timeout: float, num_decoders: int
+                            ) -> Tuple[List[Utterance], List[Tuple[Utterance, str]], bool]:
+    """Decode each pipe/ark recording that several segments share once, into ``cache``.
+
+    Returns (the utterances that can go on, their segments' sources switched to the cached file;
+    ``(utterance, message)`` for segments whose recording failed to decode; whether ``cache``
+    was created and must be removed after the run).
+    """
+    groups: Dict[AudioSource, List[int]] = {}
+    for i, u in enumerate(utts):
+        if u.source.kind in ("pipe", "ark") and (u.start or u.end is not None):
+            groups.setdefault(u.source, []).append(i)
+    groups = {k: v for k, v in groups.items() if len(v) > 1}
+    if not groups:
+        return list(utts), [], False
+    cache.mkdir(parents=True, exist_ok=True)
+    jobs = [(src, str(cache / f"rec{n:07d}.wav"), pipe_timeout) for n, src in enumerate(groups)]
+    if num_decoders > 0:
+        import multiprocessing as mp
+
+        with mp.get_context("fork").Pool(num_decoders) as pool:
+            done = pool.map(_cache_one, jobs, chunksize=1)
+    else:
+        done = [_cache_one(j) for j in jobs]
+    out = list(utts)
+    bad = []
+    for (src, _dest, _t), (path, err) in zip(jobs, done):
+        for i in groups[src]:
+            u = utts[i]
+            if path is None:
+                bad.append((u, f"{u.utt_id} ({u.where}): recording {u.rec_id}: {err}"))
+            else:
+                out[i] = replace(u, source=AudioSource("file", path))
+    failed = {u.utt_id for u, _ in bad}
+    return [u for u in out if u.utt_id not in failed], bad, True

@@ -1,0 +1,107 @@
+"""One device's loop: bucketing -> loader (decoders) -> model worker -> writer.
+
+Every utterance handed in ends up in exactly one of the writer's tables: a result row, or an
+error row naming the stage (``decode`` or ``model``).
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Callable, List, Optional, Tuple
+
+import numpy as np
+
+from .audio import TARGET_SR, probe_duration
+from .batching import make_batches
+from .config import RunConfig, RunSummary
+from .corpus import Corpus, Utterance
+from .loader import decoder_count, make_loader
+from .models.base import Backend
+from .policy import batch_limits
+from .store import OutputWriter, PartWriter, prediction_columns, utterance_row
+from .worker import run_items
+
+Progress = Callable[[int, float], None]  # (utterances, audio seconds) after each batch
+
+
+def settle_read_errors(corpus: Corpus, writer: PartWriter) -> Tuple[List[Utterance], int, int]:
+    """Write the reader's error rows that no earlier run committed.
+
+    Returns (the utterances still to run, error rows written, utterances an earlier run finished).
+    """
+    done = writer.finished_ids
+    n_err = n_skip = 0
+    for e in corpus.errors:
+        if e.utt_id in done:
+            n_skip += 1
+        else:
+            writer.add_error(e.utt_id, e.stage, e.message)
+            n_err += 1
+    todo = [u for u in corpus.utterances if u.utt_id not in done]
+    return todo, n_err, n_skip + len(corpus.utterances) - len(todo)
+
+
+@dataclass
+class Processed:
+    """What processing a list of utterances did (on one device, or added up over several)."""
+
+    summary: RunSummary
+    n_batches: int
+    batch_seconds: float
+    max_batch_size: int
+    failures: List[str] = field(default_factory=list)  # device processes that failed
+
+
+def process(backend: Backend, writer: OutputWriter, todo: List[Utterance], *, cfg: RunConfig, device: str,
+            with_ref: bool, progress: Optional[Progress] = None) -> Processed:
+    """Decode, batch and run ``todo`` on one device, writing through ``writer``."""
+    frames = cfg.granularity == "frame"
+    batch_seconds, max_batch = batch_limits(device, cfg.batch_seconds, cfg.max_batch_size)
+    batches = make_batches([probe_duration(u) for u in todo], batch_seconds, max_batch)
+    max_samples = int(cfg.max_seconds * TARGET_SR)
+    loader = make_loader(todo, batches, pipe_timeout=cfg.pipe_timeout, min_samples=backend.min_samples,
+                         features=cfg.features == "prosody", num_decoders=decoder_count(cfg.num_workers))
+    s = RunSummary()
+    clock = time.perf_counter
+    t_wait = clock()
+    for items in loader:
+        t_got = clock()
+        s.loader_wait_seconds += t_got - t_wait
+        dt_model = 0.0
+        good = [(i, w, f) for i, w, err, f in items if err is None]
+        for i, _, err, _ in items:
+            if err is not None:
+                writer.add_error(todo[i].utt_id, "decode", err)
+                s.n_errors += 1
+        audio_before = s.audio_seconds
+        if good:
+            t_model = clock()
+            results, real, padded = run_items(backend, [w for _, w, _ in good], frames=frames,
+                                              max_samples=max_samples, long_audio=cfg.long_audio)
+            dt_model = clock() - t_model
+            s.model_seconds += dt_model
+            s.padded_seconds += padded / TARGET_SR
+            rows, embs, frs = [], [], []
+            for (i, w, feats), r in zip(good, results):
+                u = todo[i]
+                if r.error is not None:
+                    writer.add_error(u.utt_id, "model", f"{u.utt_id}: {r.error}")
+                    s.n_errors += 1
+                    continue
+                dur = len(w) / TARGET_SR
+                rows.append({**utterance_row(u, dur, with_ref=with_ref),
+                             **prediction_columns(backend.labels, r.scores), **(feats or {})})
+                embs.append(r.embedding)
+                frs.append(r.frames)
+                s.audio_seconds += dur
+                s.n_windowed += r.windows > 1
+            if rows:
+                writer.add(rows, np.stack(embs), frs if frames else None)
+                s.n_ok += len(rows)
+        if progress is not None:
+            progress(len(items), s.audio_seconds - audio_before)
+        t_wait = clock()
+        s.write_seconds += t_wait - t_got - dt_model  # rows, tables, .npy parts
+    writer.flush()
+    s.write_seconds += clock() - t_wait
+    return Processed(s, len(batches), batch_seconds, max_batch)

@@ -1,0 +1,101 @@
+"""The on-disk layout of an output directory: names, part numbering and table schemas.
+
+The contract (also in the README)::
+
+    OUT/labels/part-NNNNN.parquet      one row per successful utterance
+    OUT/embeddings/part-NNNNN.npy      rows aligned with the labels part of the same name
+    OUT/frames/part-NNNNN.npy          (--granularity frame) frame embeddings, concatenated
+    OUT/npy/<utt>.npy                  (--npy-layout per-utt) one file per utterance
+    OUT/errors/part-NNNNN.parquet      utt_id, stage, message
+    OUT/features/part-NNNNN.parquet    (batchser features) prosody columns, no model
+    OUT/explanations.parquet           (prosody) each utterance relative to its speaker
+    OUT/settings.json                  what changes results: resuming with other values is refused
+    OUT/manifest.json                  what ran, how long, with which versions
+    OUT/shards/shard-IIII-of-NNNN/     one complete output directory per array task
+
+Parts of a namespace (one per device process, ``part-d1-00012``) and merged shards
+(``part-s0003-00012``) sit beside plain parts; readers glob ``part-*``.
+"""
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Optional, Sequence
+
+import pyarrow as pa
+
+LABELS, EMBEDDINGS, FRAMES, NPY, ERRORS, FEATURES = "labels", "embeddings", "frames", "npy", "errors", "features"
+SETTINGS, MANIFEST, EXPLANATIONS = "settings.json", "manifest.json", "explanations.parquet"
+SHARDS, CACHE, EVAL = "shards", ".cache", "eval"
+
+# part-00012.parquet, or part-d1-00012.parquet in a namespace (one per device process / shard)
+PART_RE = re.compile(r"^part-(?:(?P<ns>[A-Za-z0-9]+)-)?(?P<n>\d{5,})\.(?:parquet|npy)$")
+NAMESPACE_RE = re.compile(r"[A-Za-z0-9]+")
+
+
+def part_stem(namespace: Optional[str], n: int) -> str:
+    return f"part-{namespace}-{n:05d}" if namespace else f"part-{n:05d}"
+
+
+def parts(out: Path, table: str):
+    """The visible Parquet parts of ``table`` in order (a part is visible once renamed)."""
+    return sorted((Path(out) / table).glob("part-*.parquet"))
+
+
+def shard_dir(out: Path, shard_name: str) -> Path:
+    return Path(out) / SHARDS / shard_name
+
+
+def summary_path(out: Path, by: str, suffix: str = ".parquet") -> Path:
+    return Path(out) / f"summary_by_{by}{suffix}"
+
+
+def score_column(label: str) -> str:
+    return f"score_{label}"
+
+
+ERROR_SCHEMA = pa.schema([("utt_id", pa.string()), ("stage", pa.string()), ("message", pa.string())])
+
+# the columns every row of labels/ and features/ starts with: where the utterance is
+BASE_FIELDS = [("utt_id", pa.string()), ("rec_id", pa.string()), ("spk", pa.string()),
+               ("start", pa.float64()), ("end", pa.float64()), ("duration", pa.float64())]
+
+
+def labels_schema(labels: Sequence[str], *, frames: bool, with_ref: bool, per_utt: bool = False,
+                  prosody: bool = False) -> pa.Schema:
+    fields = BASE_FIELDS + [("label", pa.string()), ("score", pa.float32())]
+    fields += [(score_column(l), pa.float32()) for l in labels]
+    fields += [("model", pa.string()), ("emb_file", pa.string()), ("emb_row", pa.int64())]
+    if frames:
+        fields += [("frame_file", pa.string()), ("frame_offset", pa.int64()), ("frame_count", pa.int64())]
+    if per_utt:
+        fields += [("npy_file", pa.string())]
+    if prosody:
+        fields += prosody_fields()
+    if with_ref:
+        fields += [("ref_label", pa.string())]
+    return pa.schema(fields)
+
+
+def features_schema(*, with_ref: bool) -> pa.Schema:
+    """``batchser features``: where the utterance is, its prosody columns, its reference label."""
+    return pa.schema(BASE_FIELDS + prosody_fields() + ([("ref_label", pa.string())] if with_ref else []))
+
+
+def prosody_fields():
+    from ..prosody import COLUMNS
+
+    return [(c, pa.float64()) for c in COLUMNS]
+
+
+def per_utt_name(utt_id: str) -> str:
+    """File stem for ``--npy-layout per-utt``: the id itself when safe, else a sanitised id plus a
+    short hash (so two ids that sanitise alike never share a file). Never escapes its directory."""
+    import hashlib
+
+    from ..corpus import safe_filename
+
+    safe = safe_filename(utt_id)
+    if safe == utt_id:
+        return safe
+    return f"{safe[:180]}-{hashlib.sha1(utt_id.encode('utf-8')).hexdigest()[:8]}"

@@ -1,0 +1,69 @@
+"""settings.json (what changes results) and manifest.json (what ran) of an output directory."""
+from __future__ import annotations
+
+import platform
+from dataclasses import asdict
+from typing import Dict, List, Optional
+
+
+def versions() -> Dict[str, str]:
+    from importlib import metadata
+
+    out = {"python": platform.python_version()}
+    for pkg in ("batchser", "torch", "funasr", "transformers", "numpy", "pyarrow", "soundfile", "soxr"):
+        try:
+            out[pkg] = metadata.version(pkg)
+        except metadata.PackageNotFoundError:
+            pass
+    return out
+
+
+def run_settings(cfg, info, labels: List[str], dtype: str) -> Dict:
+    """What changes results: resuming a directory with anything else is refused."""
+    return {
+        "model": info.sha256 or info.id, "backend": info.backend, "labels": labels,
+        "dtype": dtype, "granularity": cfg.granularity, "emb_dtype": cfg.emb_dtype,
+        "max_seconds": cfg.max_seconds, "long_audio": cfg.long_audio, "npy_layout": cfg.npy_layout,
+        "features": cfg.features,
+    }
+
+
+def device_name(device: str) -> str:
+    if device.startswith("cuda"):
+        import torch
+
+        return torch.cuda.get_device_name(torch.device(device))
+    return platform.processor() or platform.machine()
+
+
+def run_manifest(*, cfg, info, labels: List[str], embed_dim: Optional[int], devices: List[str], dtype: str,
+                 summary, totals: Dict[str, int], n_batches: int, batch_seconds, max_batch_size,
+                 num_decoders: int, failures: List[str], shard) -> Dict:
+    """The manifest of one run (or one shard's run) into an output directory."""
+    s = summary
+    v = versions()
+    return {
+        "batchser_version": v.get("batchser"),
+        "command": cfg.argv,
+        "config": asdict(cfg),
+        "model": {"id": info.id, "path": info.path, "backend": info.backend, "revision": info.revision,
+                  "weights_sha256": info.sha256, "test_model": info.test_model,
+                  "labels": labels, "embedding_dim": embed_dim},
+        "versions": v,
+        "device": ",".join(devices), "dtype": dtype,
+        "device_name": device_name(devices[0]),
+        "counts": {"input": s.n_input, "ok_this_run": s.n_ok, "errors_this_run": s.n_errors,
+                   "skipped_already_done": s.n_skipped, **totals},
+        "audio_hours": s.audio_seconds / 3600.0,
+        "wall_seconds": s.wall_seconds,
+        "x_real_time": s.audio_seconds / s.wall_seconds if s.wall_seconds else None,
+        "utterances_per_second": s.n_ok / s.wall_seconds if s.wall_seconds else None,
+        "padding_efficiency": s.padding_efficiency,
+        "time_split_seconds": {"waiting_for_audio": s.loader_wait_seconds, "model": s.model_seconds,
+                               "writing": s.write_seconds},
+        "max_seconds": cfg.max_seconds, "utterances_in_windows": s.n_windowed,
+        "num_batches": n_batches, "num_workers": num_decoders,
+        "batch_seconds": batch_seconds, "max_batch_size": max_batch_size,
+        "device_failures": failures,
+        "shard": {"index": shard.index, "count": shard.count} if shard else None,
+    }
