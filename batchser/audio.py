@@ -1,23 +1,36 @@
 """Decode one utterance to 16 kHz mono float32: files (libsndfile), pipes, Kaldi ark entries.
 
-Runs inside loader worker processes. Every failure raises :class:`AudioError` with a message
-that names the utterance and its source, so the runner can record it and go on.
+Runs inside decoder processes. Every failure raises :class:`AudioError` with a message that
+names the source as the user wrote it, so the pipeline can record it and go on.
 """
 from __future__ import annotations
 
 import io
+import os
 import subprocess
+import time
+from dataclasses import dataclass
 from typing import Optional, Tuple
 
 import numpy as np
 
-from .corpus import Utterance
+from .corpus import AudioSource, Utterance
 
 TARGET_SR = 16000
+PIPE_MAX_BYTES = 2048 << 20  # --pipe-max-mb default: 2 GiB, a 3-hour 48 kHz stereo 16-bit WAV
+SEGMENT_END_SLACK = 0.01  # s: a segment may end this far past its recording's end without a warning
 
 
 class AudioError(Exception):
     """An utterance could not be decoded into usable audio."""
+
+
+def _why(e: BaseException) -> str:
+    """An exception's message without object addresses, never empty."""
+    import re
+
+    msg = re.sub(r"<_io\.BytesIO object at 0x[0-9a-f]+>", "the data", str(e)).strip()
+    return msg or type(e).__name__
 
 
 def _read_bytes_audio(data: bytes, what: str) -> Tuple[np.ndarray, int]:
@@ -26,25 +39,64 @@ def _read_bytes_audio(data: bytes, what: str) -> Tuple[np.ndarray, int]:
     try:
         x, sr = sf.read(io.BytesIO(data), dtype="float32", always_2d=True)
     except Exception as e:
-        raise AudioError(f"{what}: output is not audio libsndfile can read ({e})") from e
+        raise AudioError(f"{what}: output is not audio libsndfile can read ({_why(e)})") from e
     return x, sr
 
 
-def _run_pipe(cmd: str, timeout: float) -> bytes:
+def run_pipe(cmd: str, timeout: float, max_bytes: int = PIPE_MAX_BYTES) -> bytes:
+    """Run a wav.scp pipe command and return its standard output.
+
+    The command runs in its own process group: on timeout, on more than ``max_bytes`` of
+    output, or when this process is told to stop, the whole group is killed (sox, ffmpeg and
+    whatever else the shell started), not only ``/bin/sh``.
+    """
+    import selectors
+
+    from .procs import kill_pipe, register_pipe
+
+    p = subprocess.Popen(cmd, shell=True, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                         stderr=subprocess.PIPE, start_new_session=True)
+    register_pipe(p.pid)
+    out, err = bytearray(), bytearray()
+    deadline = time.monotonic() + timeout
     try:
-        p = subprocess.run(cmd, shell=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=timeout)
-    except subprocess.TimeoutExpired as e:
-        raise AudioError(f"pipe command timed out after {timeout:g} s: {cmd!r}") from e
-    if p.returncode != 0:
-        err = p.stderr.decode("utf-8", "replace").strip()[-500:]
-        raise AudioError(f"pipe command failed with exit code {p.returncode}: {cmd!r}: {err}")
-    if not p.stdout:
+        with selectors.DefaultSelector() as sel:
+            sel.register(p.stdout, selectors.EVENT_READ, out)
+            sel.register(p.stderr, selectors.EVENT_READ, err)
+            while sel.get_map():
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise AudioError(f"pipe command timed out after {timeout:g} s: {cmd!r}")
+                for key, _ in sel.select(left):
+                    chunk = os.read(key.fd, 1 << 20)
+                    if not chunk:
+                        sel.unregister(key.fileobj)
+                        continue
+                    key.data.extend(chunk)
+                    if key.data is err and len(err) > 1 << 16:
+                        del err[: len(err) - (1 << 16)]  # keep the last 64 KiB of stderr
+                if len(out) > max_bytes:
+                    raise AudioError(f"pipe command wrote more than {max_bytes / (1 << 20):g} MB "
+                                     f"(--pipe-max-mb): {cmd!r}")
+        try:
+            code = p.wait(timeout=max(0.0, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            raise AudioError(f"pipe command timed out after {timeout:g} s: {cmd!r}") from None
+    finally:
+        kill_pipe(p.pid)  # the group: also what the command left running in the background
+        p.stdout.close()
+        p.stderr.close()
+        p.wait()
+    if code != 0:
+        msg = err.decode("utf-8", "replace").strip()[-500:]
+        raise AudioError(f"pipe command failed with exit code {code}: {cmd!r}: {msg}")
+    if not out:
         raise AudioError(f"pipe command wrote nothing: {cmd!r}")
-    return p.stdout
+    return bytes(out)
 
 
-def _read_file(path: str, start: Optional[float], end: Optional[float]) -> Tuple[np.ndarray, int]:
-    """Read only the needed span (seek) when a segment is asked for."""
+def _read_file(path: str, start: Optional[float], end: Optional[float], name: str) -> Tuple[np.ndarray, int, float]:
+    """(samples, rate, file duration in s); reads only the needed span (seek) for a segment."""
     import soundfile as sf
 
     try:
@@ -53,13 +105,13 @@ def _read_file(path: str, start: Optional[float], end: Optional[float]) -> Tuple
             a = int(round(start * sr)) if start else 0
             b = int(round(end * sr)) if end is not None else f.frames
             if a > f.frames:
-                raise AudioError(f"segment start {start} s is past the end of {path} ({f.frames / sr:.3f} s)")
+                raise AudioError(f"segment start {start} s is past the end of {name} ({f.frames / sr:.3f} s)")
             if f.seekable() and a:
                 f.seek(a)
                 x = f.read(max(0, min(b, f.frames) - a), dtype="float32", always_2d=True)
             else:
                 x = f.read(dtype="float32", always_2d=True)[a:b]
-            return x, sr
+            return x, sr, f.frames / sr
     except AudioError:
         raise
     except Exception as e:
@@ -72,12 +124,13 @@ def _read_file(path: str, start: Optional[float], end: Optional[float]) -> Tuple
 
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
+            total = float(librosa.get_duration(path=path))
             y, sr = librosa.load(path, sr=None, mono=False, offset=start or 0.0,
                                  duration=(end - (start or 0.0)) if end is not None else None)
         y = np.atleast_2d(y).T.astype(np.float32)
-        return y, int(sr)
+        return y, int(sr), total
     except Exception as e:
-        raise AudioError(f"cannot decode {path}: {sf_err}; fallback decoder: {e}") from e
+        raise AudioError(f"cannot decode {name}: {_why(sf_err)}; fallback decoder (ffmpeg): {_why(e)}") from e
 
 
 def _read_ark(spec: str) -> Tuple[np.ndarray, int]:
@@ -86,7 +139,7 @@ def _read_ark(spec: str) -> Tuple[np.ndarray, int]:
     try:
         obj = kaldiio.load_mat(spec)
     except Exception as e:
-        raise AudioError(f"cannot read ark entry {spec}: {e}") from e
+        raise AudioError(f"cannot read ark entry {spec}: {_why(e)}") from e
     if not (isinstance(obj, tuple) and len(obj) == 2):
         raise AudioError(f"ark entry {spec} holds a matrix (features), not wav audio")
     sr, x = obj
@@ -106,48 +159,56 @@ def resample(x: np.ndarray, sr: int, target: int = TARGET_SR) -> np.ndarray:
     return soxr.resample(x, sr, target, quality="HQ").astype(np.float32, copy=False)
 
 
-def _decode_source(src, pipe_timeout: float) -> Tuple[np.ndarray, int]:
+def _decode_source(src: AudioSource, pipe_timeout: float, pipe_max_bytes: int) -> Tuple[np.ndarray, int]:
     if src.kind == "pipe":
-        return _read_bytes_audio(_run_pipe(src.value, pipe_timeout), f"pipe {src.value!r}")
+        return _read_bytes_audio(run_pipe(src.value, pipe_timeout, pipe_max_bytes), src.name)
     if src.kind == "ark":
         return _read_ark(src.value)
-    return _read_file(src.value, None, None)
+    x, sr, _ = _read_file(src.value, None, None, src.name)
+    return x, sr
 
 
-def cache_recording(src, dest: str, pipe_timeout: float = 300.0) -> str:
+def cache_recording(src: AudioSource, dest: str, pipe_timeout: float = 300.0,
+                    pipe_max_bytes: int = PIPE_MAX_BYTES) -> str:
     """Decode a whole pipe/ark recording once into a float WAV at its own rate (for its segments).
 
     Segments then read their span from ``dest`` exactly as they would from a plain file, so the
     result equals cutting the piped audio directly. Returns ``dest``.
     """
-    import os
-
     import soundfile as sf
 
-    x, sr = _decode_source(src, pipe_timeout)
+    x, sr = _decode_source(src, pipe_timeout, pipe_max_bytes)
     tmp = f"{dest}.tmp"
     sf.write(tmp, x, sr, subtype="FLOAT", format="WAV")
     os.replace(tmp, dest)
     return dest
 
 
-def load_utterance(utt: Utterance, pipe_timeout: float = 300.0, min_samples: int = 400) -> np.ndarray:
+@dataclass
+class Decoded:
+    wave: np.ndarray  # 16 kHz mono float32
+    warning: Optional[str] = None  # e.g. a segment cut short at the end of its recording
+    cut_short: bool = False  # the segment's end lies past the recording: ``end`` is the recording's
+
+
+def decode_utterance(utt: Utterance, *, pipe_timeout: float = 300.0, min_samples: int = 400,
+                     pipe_max_bytes: int = PIPE_MAX_BYTES) -> Decoded:
     """Decode, cut, downmix (mean of channels) and resample to 16 kHz; validate the result."""
     src = utt.source
     if src.kind == "file":
-        x, sr = _read_file(src.value, utt.start, utt.end)
-        cut = False
+        x, sr, total = _read_file(src.value, utt.start, utt.end, src.name)
     elif src.kind in ("pipe", "ark"):
-        x, sr = _decode_source(src, pipe_timeout)
-        cut = True
+        x, sr = _decode_source(src, pipe_timeout, pipe_max_bytes)
+        total = x.shape[0] / sr
+        if utt.start or utt.end is not None:
+            a = int(round((utt.start or 0.0) * sr))
+            b = int(round(utt.end * sr)) if utt.end is not None else x.shape[0]
+            if a >= x.shape[0]:
+                raise AudioError(f"segment start {utt.start} s is past the end of the recording {src.name} "
+                                 f"({total:.3f} s)")
+            x = x[a:b]
     else:  # pragma: no cover - reader never makes other kinds
         raise AudioError(f"unknown source kind {src.kind}")
-    if cut and (utt.start or utt.end is not None):
-        a = int(round((utt.start or 0.0) * sr))
-        b = int(round(utt.end * sr)) if utt.end is not None else x.shape[0]
-        if a >= x.shape[0]:
-            raise AudioError(f"segment start {utt.start} s is past the end of the recording ({x.shape[0] / sr:.3f} s)")
-        x = x[a:b]
     if x.size == 0:
         raise AudioError("empty audio (0 samples)")
     mono = x.mean(axis=1) if x.ndim == 2 else x
@@ -156,7 +217,19 @@ def load_utterance(utt: Utterance, pipe_timeout: float = 300.0, min_samples: int
     y = resample(np.ascontiguousarray(mono, dtype=np.float32), sr)
     if len(y) < min_samples:
         raise AudioError(f"audio too short: {len(y)} samples at 16 kHz, the model needs at least {min_samples}")
-    return y
+    cut_short = utt.end is not None and utt.end > total
+    warning = None
+    if cut_short and utt.end - total > SEGMENT_END_SLACK:
+        warning = (f"{utt.utt_id} ({utt.where}): segment ends at {utt.end:g} s, past the end of its recording "
+                   f"{src.name} ({total:.3f} s): cut there, its row's end is {total:.3f} s")
+    return Decoded(y, warning, cut_short)
+
+
+def load_utterance(utt: Utterance, pipe_timeout: float = 300.0, min_samples: int = 400,
+                   pipe_max_bytes: int = PIPE_MAX_BYTES) -> np.ndarray:
+    """The 16 kHz mono waveform of ``utt`` (see :func:`decode_utterance`)."""
+    return decode_utterance(utt, pipe_timeout=pipe_timeout, min_samples=min_samples,
+                            pipe_max_bytes=pipe_max_bytes).wave
 
 
 def probe_duration(utt: Utterance) -> Optional[float]:

@@ -1,11 +1,13 @@
-"""Command line: ``batchser run``, ``batchser make-test-model``.
+"""Command line: ``batchser run``, ``features``, ``merge``, ``eval``, ``info``, ``make-test-model``.
 
-Exit codes scripts can trust:
-  0  every utterance has a result
-  1  the run completed, but some utterances are in OUT/errors/ (see the summary)
-  2  usage error, or the corpus cannot be read at all
-  3  the model cannot be found or loaded (offline without a local directory, ...)
-  4  the run stopped unfinished (a device process failed); finished parts are kept: run again
+Exit codes scripts can trust (one meaning each):
+  0    every input utterance is in labels/ (this run's or an earlier run's)
+  1    finished, but some input utterances are in errors/ (also a resume with nothing left to
+       do); merge: shards missing or unfinished
+  2    usage error, unreadable or empty corpus, a foreign or busy --out, other settings on resume
+  3    the model cannot be found or loaded (offline without a local directory, ...)
+  4    stopped unfinished and resumable (disk full, read-only OUT, a device process died)
+  130  Ctrl-C, 143 SIGTERM: stopped after committing what was done; run again to resume
 """
 from __future__ import annotations
 
@@ -24,18 +26,29 @@ def _exit_codes():
     """Expected failures -> exit code, most specific first (imported only when one happens)."""
     from .corpus import CorpusError
     from .models import ModelNotAvailable
-    from .store import MergeError
+    from .runner import RunStopped
+    from .store import MergeError, OutputBusy
 
-    return [(CorpusError, EXIT_INPUT), (ModelNotAvailable, EXIT_MODEL), (MergeError, EXIT_PARTIAL),
+    return [(CorpusError, EXIT_INPUT), (ModelNotAvailable, EXIT_MODEL), (OutputBusy, EXIT_INPUT),
+            (MergeError, EXIT_PARTIAL), (RunStopped, EXIT_UNFINISHED),
             ((ValueError, FileNotFoundError), EXIT_INPUT), (RuntimeError, EXIT_UNFINISHED)]
 
 
 def reports_errors(cmd):
-    """Turn an expected failure into 'error: <message>' on stderr and its documented exit code."""
+    """Turn an expected failure into 'error: <message>' on stderr and its documented exit code;
+    SIGTERM and Ctrl-C stop the command cleanly with 143 and 130 (128 + the signal)."""
     @functools.wraps(cmd)
     def wrapper(*args, **kwargs):
+        from .procs import Interrupted, terminate_as_interrupt
+
         try:
-            return cmd(*args, **kwargs)
+            with terminate_as_interrupt():
+                return cmd(*args, **kwargs)
+        except KeyboardInterrupt as e:
+            sig = e.signum if isinstance(e, Interrupted) else 2
+            click.echo(f"interrupted by {'SIGTERM' if sig == 15 else 'SIGINT'}: what was committed is kept; "
+                       "run the same command again to resume", err=True)
+            sys.exit(128 + sig)
         except (ValueError, FileNotFoundError, RuntimeError) as e:
             for kinds, code in _exit_codes():
                 if isinstance(e, kinds):
@@ -61,14 +74,17 @@ def main() -> None:
 
     Outputs are Parquet tables (labels/, errors/) and .npy embeddings; read them with
     pandas, DuckDB or `batchser.open_results("outputs/")`. Exit codes: 0 all done,
-    1 done with some utterances in errors/, 2 bad input, 3 model unavailable,
-    4 stopped unfinished (run again to resume).
+    1 done with some utterances in errors/, 2 bad input or busy/foreign OUT, 3 model
+    unavailable, 4 stopped unfinished (run again to resume), 130/143 interrupted by
+    Ctrl-C/SIGTERM (run again to resume).
     """
 
 
 @main.command()
 @click.argument("input_path", metavar="PATH", type=click.Path(exists=True))
-@click.option("--out", "-o", required=True, type=click.Path(), help="Output directory (created; an existing one is resumed).")
+@click.option("--out", "-o", required=True, type=click.Path(),
+              help="Output directory: created, or resumed when batchser made it; a non-empty directory of "
+                   "other files is refused. One run at a time (a lock).")
 @click.option("--model", "-m", default="emotion2vec_plus_base", show_default=True,
               help="Alias (emotion2vec_plus_seed|_base|_large, emotion2vec_base), hub id (iic/..., "
                    "emotion2vec/..., any Hugging Face audio-classification repo) or a local model directory.")
@@ -112,7 +128,11 @@ def main() -> None:
 @click.option("--audio-root", type=click.Path(file_okay=False), default=None,
               help="Resolve relative paths in wav.scp against this directory (default: the current directory, as Kaldi).")
 @click.option("--no-pipes", is_flag=True, help="Refuse wav.scp entries that run shell commands ('cmd |').")
-@click.option("--pipe-timeout", type=float, default=300.0, show_default=True, help="Seconds before a pipe command is killed.")
+@click.option("--pipe-timeout", type=float, default=300.0, show_default=True,
+              help="Seconds before a pipe command is killed (with everything it started).")
+@click.option("--pipe-max-mb", type=float, default=2048.0, show_default=True,
+              help="A pipe command writing more than this is killed and its utterance is an error (the output "
+                   "is held in memory; 2048 MB is 3 h of 48 kHz stereo 16-bit WAV).")
 @click.option("--part-size", type=int, default=2000, show_default=True,
               help="Utterances per committed output part (what a crash can cost at most).")
 @click.option("--resume", is_flag=True,
@@ -123,13 +143,14 @@ def main() -> None:
 @click.option("--num-shards", type=int, default=None, help="N, with --shard-index (or with --shard auto where the "
                                                              "scheduler does not export the array size).")
 @click.option("--shard-index", type=int, default=None, help="I (0-based), with --num-shards.")
-@click.option("--overwrite", is_flag=True, help="Delete OUT first instead of resuming it.")
+@click.option("--overwrite", is_flag=True, help="Start again: remove what batchser wrote in OUT (never other "
+                                                "files) instead of resuming it.")
 @click.option("--retry-errors", is_flag=True, help="When resuming, run the utterances in errors/ again.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar or notes (the final one-line summary stays).")
 @reports_errors
 def run(input_path, out, model, hub, backend, device, dtype, batch_seconds, max_batch_size, num_workers, max_seconds,
         long_audio, features,
-        granularity, emb_dtype, npy_layout, audio_root, no_pipes, pipe_timeout, part_size, shard, num_shards,
+        granularity, emb_dtype, npy_layout, audio_root, no_pipes, pipe_timeout, pipe_max_mb, part_size, shard, num_shards,
         shard_index, resume, overwrite, retry_errors, quiet):
     """Label every utterance of PATH (a wav.scp or a Kaldi data dir) and write OUT.
 
@@ -148,15 +169,18 @@ def run(input_path, out, model, hub, backend, device, dtype, batch_seconds, max_
         batch_seconds=batch_seconds, max_batch_size=max_batch_size, num_workers=num_workers, max_seconds=max_seconds,
         long_audio=long_audio, features=features,
         granularity=granularity, emb_dtype=emb_dtype, npy_layout=npy_layout, audio_root=audio_root, allow_pipes=not no_pipes,
-        pipe_timeout=pipe_timeout, part_size=part_size, shard=shard, num_shards=num_shards,
+        pipe_timeout=pipe_timeout, pipe_max_mb=pipe_max_mb, part_size=part_size, shard=shard, num_shards=num_shards,
         shard_index=shard_index, overwrite=overwrite, retry_errors=retry_errors,
         progress=not quiet, argv=list(sys.argv),
     )
     log = (lambda *_: None) if quiet else (lambda m: click.echo(m, err=True))
     s = do_run(cfg, log=log)
     pe = s.padding_efficiency
+    n_warn = len(s.warnings) + s.n_read_warnings
     click.echo(
-        f"done: {s.n_ok} ok, {s.n_errors} errors, {s.n_skipped} already done; "
+        f"done: {s.n_ok} ok, {s.n_errors} errors, {s.n_skipped} already done"
+        + (f" ({s.n_failed_total} in errors/ in all)" if s.n_failed_total != s.n_errors else "")
+        + (f", {n_warn} warnings (listed in the manifest)" if n_warn else "") + "; "
         f"{s.audio_seconds / 60:.1f} min of audio in {s.wall_seconds:.1f} s"
         + (f" ({s.audio_seconds / s.wall_seconds:.1f}x real time)" if s.wall_seconds else "")
         + (f"; padding efficiency {pe:.1%}" if pe else "")
@@ -165,7 +189,7 @@ def run(input_path, out, model, hub, backend, device, dtype, batch_seconds, max_
           f"manifest: {Path(out) / 'manifest.json'}",
         err=True,
     )
-    if s.n_errors:
+    if s.n_failed_total:
         sys.exit(EXIT_PARTIAL)
 
 
@@ -290,7 +314,7 @@ def features(input_path, out, audio_root, no_pipes, num_workers):
                      log=lambda m: click.echo(m, err=True))
     click.echo(f"done: {s.n_ok} ok, {s.n_errors} errors, {s.n_skipped} already done; "
                f"{s.audio_seconds / 60:.1f} min of audio in {s.wall_seconds:.1f} s", err=True)
-    if s.n_errors:
+    if s.n_failed_total:
         sys.exit(EXIT_PARTIAL)
 
 

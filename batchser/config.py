@@ -25,6 +25,7 @@ class RunConfig:
     audio_root: Optional[str] = None
     allow_pipes: bool = True
     pipe_timeout: float = 300.0
+    pipe_max_mb: float = 2048.0  # a pipe command writing more is killed (its output is held in memory)
     max_seconds: float = 600.0
     long_audio: str = "window"  # or "truncate"
     features: Optional[str] = None  # "prosody": interpretable columns beside each prediction
@@ -54,6 +55,9 @@ class RunSummary:
     loader_wait_seconds: float = 0.0
     model_seconds: float = 0.0
     write_seconds: float = 0.0
+    warnings: List[str] = field(default_factory=list)  # found while decoding (the reader's are the corpus's)
+    n_failed_total: int = 0  # input utterances in errors/ after the run, this run's and earlier runs'
+    n_read_warnings: int = 0  # the reader's warnings (bad side-table lines, ignored duplicates, ...)
 
     @property
     def padding_efficiency(self) -> Optional[float]:
@@ -62,5 +66,5 @@ class RunSummary:
     def add(self, other: "RunSummary") -> None:
         """Add the counts and times of ``other`` (one device's share) to these."""
         for f in fields(self):
-            if f.name not in ("n_input", "n_skipped", "wall_seconds"):
+            if f.name not in ("n_input", "n_skipped", "wall_seconds", "n_failed_total", "n_read_warnings"):
                 setattr(self, f.name, getattr(self, f.name) + getattr(other, f.name))

@@ -21,6 +21,14 @@ class AudioSource:
 
     kind: str  # "file" | "pipe" | "ark"
     value: str  # path, command (without the trailing |), or "path.ark:offset"
+    shown: Optional[str] = None  # what messages call it, when not ``value`` (a cached pipe's command)
+
+    @property
+    def name(self) -> str:
+        """The source as the user wrote it, for messages."""
+        if self.shown is not None:
+            return self.shown
+        return f"pipe {self.value!r}" if self.kind == "pipe" else self.value
 
 
 @dataclass(slots=True)
@@ -83,15 +91,25 @@ class CorpusError(ValueError):
 
 
 def _lines(path: Path) -> Iterator[Tuple[int, str]]:
-    """Non-empty lines with CRLF/LF stripped, numbered from 1; UTF-8."""
+    """Non-empty lines with CRLF/LF stripped, numbered from 1; UTF-8 (a leading BOM is dropped).
+
+    Bytes that are not UTF-8 stop the read with the file, line and column: a table in another
+    encoding is a corpus problem, not one utterance's.
+    """
     try:
-        with open(path, "r", encoding="utf-8", newline="") as f:
-            for no, line in enumerate(f, 1):
-                line = line.rstrip("\r\n")
+        with open(path, "rb") as f:
+            for no, raw in enumerate(f, 1):
+                if no == 1 and raw.startswith(b"\xef\xbb\xbf"):
+                    raw = raw[3:]
+                try:
+                    line = raw.decode("utf-8").rstrip("\r\n")
+                except UnicodeDecodeError as e:
+                    raise CorpusError(f"{path}:{no}: not valid UTF-8 (byte {raw[e.start]:#04x} at column {e.start + 1}): "
+                                      f"{raw.rstrip()!r}; batchser reads Kaldi tables as UTF-8") from None
                 if line.strip():
                     yield no, line
-    except UnicodeDecodeError as e:
-        raise CorpusError(f"{path}: not valid UTF-8 ({e})") from e
+    except OSError as e:
+        raise CorpusError(f"{path}: cannot read: {e.strerror or e}") from e
 
 
 def _split_id(line: str) -> Tuple[str, str]:
@@ -308,6 +326,12 @@ def read_corpus(path: str | os.PathLike, audio_root: Optional[str] = None, allow
     else:
         corpus.utterances, errs = _recording_utterances(scp, wav, side, shared), wav.errors
     corpus.errors = _settle_errors(corpus.utterances, errs, warn)
+    for name, table, what in (("utt2spk", side.spk, "speaker"), ("utt2emo", side.emo, "reference label")):
+        if table:
+            lack = [u.utt_id for u in corpus.utterances if u.utt_id not in table]
+            if lack:
+                warn.append(ReadError(lack[0], f"{data_dir / name}: no {what} for {len(lack)} utterance(s), e.g. "
+                                               f"{', '.join(lack[:5])}"))
     return corpus
 
 

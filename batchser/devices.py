@@ -20,6 +20,9 @@ from .shards import split
 def _device_main(cfg: RunConfig, device: str, dtype: str, utts: List[Utterance], ns: str,
                  writer_args: Dict, with_ref: bool, counter, result_q) -> None:
     """One device's share, in its own process (spawned: CUDA cannot be forked)."""
+    from .procs import set_parent_death_signal, terminate_as_interrupt
+
+    set_parent_death_signal()  # SIGTERM when the parent dies: the share stops, committing what it did
     try:
         import torch
 
@@ -35,7 +38,14 @@ def _device_main(cfg: RunConfig, device: str, dtype: str, utts: List[Utterance],
             with counter.get_lock():
                 counter.value += n
 
-        done = process(backend, writer, utts, cfg=cfg, device=device, with_ref=with_ref, progress=progress)
+        try:
+            with terminate_as_interrupt():
+                done = process(backend, writer, utts, cfg=cfg, device=device, with_ref=with_ref, progress=progress)
+        finally:
+            try:
+                writer.flush()  # commit what this share computed, whatever stopped it
+            except OSError:
+                pass
         result_q.put((ns, None, asdict(done.summary), done.n_batches))
     except BaseException as e:  # report, never hang the parent
         import traceback

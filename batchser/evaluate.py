@@ -112,9 +112,10 @@ def evaluate(out_dir: str, ref: Optional[str] = None, label_map: Optional[str] =
         refs = read_ref_file(ref)
     elif "ref_label" in df.columns:
         refs = {u: r for u, r in zip(df.utt_id, df.ref_label) if r is not None}
-        # errored utterances lost their reference column: take it from the run's input if known
-        inp = res.manifest.get("config", {}).get("input")
-        cand = Path(inp) / "utt2emo" if inp and Path(inp).is_dir() else (Path(inp).parent / "utt2emo" if inp else None)
+        # errored utterances lost their reference column: take it from the run's data dir (its
+        # absolute path is in the manifest, so this works from any working directory)
+        data_dir = (res.manifest.get("input") or {}).get("data_dir")
+        cand = Path(data_dir) / "utt2emo" if data_dir else None
         if cand is not None and cand.exists():
             refs = {**read_ref_file(str(cand)), **refs}
     else:

@@ -6,15 +6,16 @@ writer as ``batchser run``; a re-run skips utterances already written.
 from __future__ import annotations
 
 import time
+from pathlib import Path
 from typing import Callable, Optional
 
 from .audio import TARGET_SR, probe_duration
 from .batching import make_batches
 from .config import RunSummary
-from .corpus import read_corpus
+from .corpus import CorpusError, read_corpus
 from .loader import decoder_count, make_loader
 from .pipeline import settle_read_errors
-from .store import features_writer, layout, utterance_row, write_explanations
+from .store import OutputLock, check_claimable, features_writer, layout, utterance_row, write_explanations
 
 # decoding and Praat's pitch tracker cost the same per second of audio whatever the batch: these
 # only bound how much decoded audio waits in memory
@@ -28,8 +29,17 @@ def run_features(input_path: str, out_dir: str, *, audio_root: Optional[str] = N
     """Prosody features of every utterance of ``input_path`` into ``out_dir``; returns the counts."""
     t0 = time.time()
     corpus = read_corpus(input_path, audio_root=audio_root, allow_pipes=allow_pipes)
+    if corpus.n_input == 0:
+        raise CorpusError(f"{corpus.wav_scp}: no utterances (the file is empty or holds only blank lines)")
     for w in corpus.warnings:
         log(f"warning: {w.message}")
+    check_claimable(Path(out_dir))
+    with OutputLock(out_dir, command=["batchser", "features", str(input_path)], log=log):
+        return _features(corpus, out_dir, t0=t0, num_workers=num_workers, pipe_timeout=pipe_timeout,
+                         part_size=part_size)
+
+
+def _features(corpus, out_dir: str, *, t0: float, num_workers: int, pipe_timeout: float, part_size: int) -> RunSummary:
     with_ref = any(u.ref_label for u in corpus.utterances)
     writer = features_writer(out_dir, with_ref=with_ref, part_size=part_size)
     todo, n_err, n_skip = settle_read_errors(corpus, writer)
@@ -39,18 +49,22 @@ def run_features(input_path: str, out_dir: str, *, audio_root: Optional[str] = N
                          num_decoders=decoder_count(num_workers))
     try:
         for items in loader:
-            for i, w, err, feats in items:
-                u = todo[i]
-                if err is not None:
-                    writer.add_error(u.utt_id, "decode", err)
+            for it in items:
+                u = todo[it.index]
+                if it.error is not None:
+                    writer.add_error(u.utt_id, "decode", it.error)
                     s.n_errors += 1
                     continue
-                dur = len(w) / TARGET_SR
-                writer.add_rows([{**utterance_row(u, dur, with_ref=with_ref), **feats}])
+                if it.warning is not None:
+                    s.warnings.append(it.warning)
+                dur = len(it.wave) / TARGET_SR
+                writer.add_rows([{**utterance_row(u, dur, with_ref=with_ref, cut_short=it.cut_short), **it.features}])
                 s.n_ok += 1
                 s.audio_seconds += dur
     finally:
         writer.flush()
     write_explanations(out_dir, table=layout.FEATURES)
+    inputs = {u.utt_id for u in corpus.utterances} | {e.utt_id for e in corpus.errors}
+    s.n_failed_total = len(writer.error_ids & inputs)
     s.wall_seconds = time.time() - t0
     return s

@@ -10,10 +10,13 @@ from __future__ import annotations
 import os
 from dataclasses import replace
 from pathlib import Path
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import Dict, List, NamedTuple, Optional, Sequence, Tuple
 
-from .audio import AudioError, cache_recording, load_utterance
+import numpy as np
+
+from .audio import PIPE_MAX_BYTES, AudioError, cache_recording, decode_utterance
 from .corpus import AudioSource, Utterance
+from .procs import child_init
 
 
 def default_decoders() -> int:
@@ -31,35 +34,48 @@ def _message(u: Utterance, e: Exception) -> str:
     return f"{u.utt_id} ({u.where}): {e}" if isinstance(e, AudioError) else f"{u.utt_id} ({u.where}): {type(e).__name__}: {e}"
 
 
+class Item(NamedTuple):
+    """One decoded utterance as a decoder hands it over."""
+
+    index: int  # into the utterance list
+    wave: Optional[np.ndarray]  # 16 kHz mono float32, None on error
+    error: Optional[str] = None  # why it failed (names utterance and file:line)
+    features: Optional[Dict[str, float]] = None  # prosody columns, when asked for
+    warning: Optional[str] = None  # decoded, but something to tell (a segment cut short)
+    cut_short: bool = False  # the segment ended past its recording: its end is the recording's
+
+
 class DecodeDataset:
-    """Map-style dataset: index -> (index, waveform or None, error or None, features or None).
+    """Map-style dataset: index -> :class:`Item`.
 
     Never raises for a bad utterance: its error message (naming utterance and file:line) is
     returned instead, so one bad file never stops a run.
     """
 
-    def __init__(self, utts: Sequence[Utterance], *, pipe_timeout: float, min_samples: int, features: bool = False):
+    def __init__(self, utts: Sequence[Utterance], *, pipe_timeout: float, min_samples: int, features: bool = False,
+                 pipe_max_bytes: int = PIPE_MAX_BYTES):
         self.utts, self.pipe_timeout, self.min_samples = utts, pipe_timeout, min_samples
-        self.features = features
+        self.features, self.pipe_max_bytes = features, pipe_max_bytes
 
     def __len__(self) -> int:
         return len(self.utts)
 
-    def __getitem__(self, i: int):
+    def __getitem__(self, i: int) -> Item:
         u = self.utts[i]
         try:
-            w = load_utterance(u, self.pipe_timeout, self.min_samples)
+            d = decode_utterance(u, pipe_timeout=self.pipe_timeout, min_samples=self.min_samples,
+                                 pipe_max_bytes=self.pipe_max_bytes)
         except Exception as e:  # a decoder bug must not stop the run either
-            return i, None, _message(u, e), None
+            return Item(i, None, _message(u, e))
         feats = None
         if self.features:
             from .prosody import prosody
 
             try:
-                feats = prosody(w)
+                feats = prosody(d.wave)
             except Exception as e:
-                return i, None, f"{u.utt_id} ({u.where}): prosody features failed: {type(e).__name__}: {e}", None
-        return i, w, None, feats
+                return Item(i, None, f"{u.utt_id} ({u.where}): prosody features failed: {type(e).__name__}: {e}")
+        return Item(i, d.wave, None, feats, d.warning, d.cut_short)
 
 
 def _identity(batch):
@@ -67,27 +83,31 @@ def _identity(batch):
 
 
 def make_loader(utts: Sequence[Utterance], batches: List[List[int]], *, pipe_timeout: float, min_samples: int,
-                features: bool, num_decoders: int):
-    """An iterable of batches, each a list of ``DecodeDataset`` items, in ``batches`` order."""
+                features: bool, num_decoders: int, pipe_max_bytes: int = PIPE_MAX_BYTES):
+    """An iterable of batches, each a list of :class:`Item`, in ``batches`` order.
+
+    Decoders die with their parent and take their pipe commands with them (``procs.child_init``).
+    """
     import torch
 
     return torch.utils.data.DataLoader(
-        DecodeDataset(utts, pipe_timeout=pipe_timeout, min_samples=min_samples, features=features),
+        DecodeDataset(utts, pipe_timeout=pipe_timeout, min_samples=min_samples, features=features,
+                      pipe_max_bytes=pipe_max_bytes),
         batch_sampler=batches, num_workers=num_decoders, collate_fn=_identity,
-        prefetch_factor=2 if num_decoders > 0 else None,
+        prefetch_factor=2 if num_decoders > 0 else None, worker_init_fn=child_init if num_decoders > 0 else None,
     )
 
 
 def _cache_one(args) -> Tuple[Optional[str], Optional[str]]:
-    src, dest, timeout = args
+    src, dest, timeout, max_bytes = args
     try:
-        return cache_recording(src, dest, timeout), None
+        return cache_recording(src, dest, timeout, max_bytes), None
     except Exception as e:
         return None, str(e) if isinstance(e, AudioError) else f"{type(e).__name__}: {e}"
 
 
-def cache_shared_recordings(utts: List[Utterance], cache: Path, *, pipe_timeout: float, num_decoders: int
-                            ) -> Tuple[List[Utterance], List[Tuple[Utterance, str]], bool]:
+def cache_shared_recordings(utts: List[Utterance], cache: Path, *, pipe_timeout: float, num_decoders: int,
+                            pipe_max_bytes: int = PIPE_MAX_BYTES) -> Tuple[List[Utterance], List[Tuple[Utterance, str]], bool]:
     """Decode each pipe/ark recording that several segments share once, into ``cache``.
 
     Returns (the utterances that can go on, their segments' sources switched to the cached file;
@@ -102,22 +122,22 @@ def cache_shared_recordings(utts: List[Utterance], cache: Path, *, pipe_timeout:
     if not groups:
         return list(utts), [], False
     cache.mkdir(parents=True, exist_ok=True)
-    jobs = [(src, str(cache / f"rec{n:07d}.wav"), pipe_timeout) for n, src in enumerate(groups)]
+    jobs = [(src, str(cache / f"rec{n:07d}.wav"), pipe_timeout, pipe_max_bytes) for n, src in enumerate(groups)]
     if num_decoders > 0:
         import multiprocessing as mp
 
-        with mp.get_context("fork").Pool(num_decoders) as pool:
+        with mp.get_context("fork").Pool(num_decoders, initializer=child_init) as pool:
             done = pool.map(_cache_one, jobs, chunksize=1)
     else:
         done = [_cache_one(j) for j in jobs]
     out = list(utts)
     bad = []
-    for (src, _dest, _t), (path, err) in zip(jobs, done):
+    for (src, *_), (path, err) in zip(jobs, done):
         for i in groups[src]:
             u = utts[i]
             if path is None:
                 bad.append((u, f"{u.utt_id} ({u.where}): recording {u.rec_id}: {err}"))
             else:
-                out[i] = replace(u, source=AudioSource("file", path))
+                out[i] = replace(u, source=AudioSource("file", path, shown=src.name))
     failed = {u.utt_id for u, _ in bad}
     return [u for u in out if u.utt_id not in failed], bad, True

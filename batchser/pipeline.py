@@ -60,7 +60,8 @@ def process(backend: Backend, writer: OutputWriter, todo: List[Utterance], *, cf
     batches = make_batches([probe_duration(u) for u in todo], batch_seconds, max_batch)
     max_samples = int(cfg.max_seconds * TARGET_SR)
     loader = make_loader(todo, batches, pipe_timeout=cfg.pipe_timeout, min_samples=backend.min_samples,
-                         features=cfg.features == "prosody", num_decoders=decoder_count(cfg.num_workers))
+                         features=cfg.features == "prosody", num_decoders=decoder_count(cfg.num_workers),
+                         pipe_max_bytes=int(cfg.pipe_max_mb * (1 << 20)))
     s = RunSummary()
     clock = time.perf_counter
     t_wait = clock()
@@ -68,29 +69,31 @@ def process(backend: Backend, writer: OutputWriter, todo: List[Utterance], *, cf
         t_got = clock()
         s.loader_wait_seconds += t_got - t_wait
         dt_model = 0.0
-        good = [(i, w, f) for i, w, err, f in items if err is None]
-        for i, _, err, _ in items:
-            if err is not None:
-                writer.add_error(todo[i].utt_id, "decode", err)
+        good = [it for it in items if it.error is None]
+        for it in items:
+            if it.error is not None:
+                writer.add_error(todo[it.index].utt_id, "decode", it.error)
                 s.n_errors += 1
+            elif it.warning is not None:
+                s.warnings.append(it.warning)
         audio_before = s.audio_seconds
         if good:
             t_model = clock()
-            results, real, padded = run_items(backend, [w for _, w, _ in good], frames=frames,
+            results, real, padded = run_items(backend, [it.wave for it in good], frames=frames,
                                               max_samples=max_samples, long_audio=cfg.long_audio)
             dt_model = clock() - t_model
             s.model_seconds += dt_model
             s.padded_seconds += padded / TARGET_SR
             rows, embs, frs = [], [], []
-            for (i, w, feats), r in zip(good, results):
-                u = todo[i]
+            for it, r in zip(good, results):
+                u = todo[it.index]
                 if r.error is not None:
                     writer.add_error(u.utt_id, "model", f"{u.utt_id}: {r.error}")
                     s.n_errors += 1
                     continue
-                dur = len(w) / TARGET_SR
-                rows.append({**utterance_row(u, dur, with_ref=with_ref),
-                             **prediction_columns(backend.labels, r.scores), **(feats or {})})
+                dur = len(it.wave) / TARGET_SR
+                rows.append({**utterance_row(u, dur, with_ref=with_ref, cut_short=it.cut_short),
+                             **prediction_columns(backend.labels, r.scores), **(it.features or {})})
                 embs.append(r.embedding)
                 frs.append(r.frames)
                 s.audio_seconds += dur

@@ -6,6 +6,7 @@ resumed run skips what a previous run committed. The stages live in their own mo
 """
 from __future__ import annotations
 
+import errno
 import shutil
 import sys
 import time
@@ -14,15 +15,16 @@ from typing import Callable, List, Optional, Tuple
 
 from .audio import TARGET_SR, probe_duration
 from .config import RunConfig, RunSummary
-from .corpus import Corpus, read_corpus
+from .corpus import Corpus, CorpusError, read_corpus
 from .loader import cache_shared_recordings, decoder_count
 from .pipeline import Processed, process, settle_read_errors
 from .policy import batch_limits, parse_devices, resolve_dtype
 from .shards import Shard, assign, parse_shard
-from .store import OutputWriter, committed_ids, drop_errors, layout, shard_dir, write_explanations
+from .store import (OutputLock, OutputWriter, check_claimable, clear_ours, committed_ids, layout, shard_dir,
+                    write_explanations)
 from .store.manifest import run_manifest, run_settings
 
-__all__ = ["RunConfig", "RunSummary", "run"]
+__all__ = ["RunConfig", "RunStopped", "RunSummary", "run"]
 
 Log = Callable[[str], None]
 
@@ -88,41 +90,84 @@ def _load_model(cfg: RunConfig, devices: List[str], dtype: str, log: Log):
     return backend
 
 
+class RunStopped(RuntimeError):
+    """The run stopped unfinished (disk full, read-only output, a device process died); what was
+    committed is kept and the same command resumes it (exit 4)."""
+
+
+# what a full disk, a quota, a read-only mount or lost permissions raise while writing
+WRITE_FAULTS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM, errno.EIO, errno.EFBIG}
+MAX_WARNINGS_KEPT = 200  # in the manifest; the count is always exact
+
+
+def _write_failure(e: OSError, out: Path) -> RunStopped:
+    where = f" ({e.filename})" if e.filename else ""
+    return RunStopped(f"cannot write to {out}: {e.strerror or e}{where}. The parts committed so far are kept: "
+                      "free space or fix the output directory, then run the same command again to resume")
+
+
 def run(cfg: RunConfig, log: Log = print) -> RunSummary:
-    """Process ``cfg.input`` into ``cfg.out``. Raises CorpusError / ModelNotAvailable on setup failure."""
+    """Process ``cfg.input`` into ``cfg.out``.
+
+    Raises:
+        CorpusError: the corpus cannot be read, or holds no utterance.
+        ForeignDirectory / OutputBusy: ``--out`` is not batchser's, or another run holds it.
+        ModelNotAvailable: the model cannot be found or loaded.
+        RunStopped: stopped unfinished (disk full, read-only, a device process died): resumable.
+        Interrupted / KeyboardInterrupt: a signal stopped it after committing what it held.
+    """
     t0 = time.time()
     corpus = read_corpus(cfg.input, audio_root=cfg.audio_root, allow_pipes=cfg.allow_pipes)
+    if corpus.n_input == 0:
+        raise CorpusError(f"{corpus.wav_scp}: no utterances (the file is empty or holds only blank lines)")
     for w in corpus.warnings:
         log(f"warning: {w.message}")
-    shard, out = select_shard(corpus, cfg, Path(cfg.out), log)
+    top = Path(cfg.out)
+    check_claimable(top)  # touches nothing: a foreign directory is refused before any write
+    shard, out = select_shard(corpus, cfg, top, log)
+    if shard is not None:
+        check_claimable(out)
+    try:
+        with OutputLock(out, command=cfg.argv, log=log):
+            return _run_locked(cfg, corpus, shard, out, t0, log)
+    except OSError as e:
+        if e.errno not in WRITE_FAULTS:
+            raise
+        raise _write_failure(e, out) from e
+
+
+def _run_locked(cfg: RunConfig, corpus: Corpus, shard: Optional[Shard], out: Path, t0: float, log: Log) -> RunSummary:
     devices = parse_devices(cfg.device)
     dtype = resolve_dtype(cfg.dtype, devices[0])
     backend = _load_model(cfg, devices, dtype, log)
     info, labels, embed_dim = backend.info, backend.labels, backend.embed_dim
 
-    if cfg.overwrite and out.exists():
-        shutil.rmtree(out)
-    if cfg.retry_errors:
-        drop_errors(out)
+    if cfg.overwrite:  # after every check: the run is known to go ahead
+        kept = clear_ours(out)
+        if kept:
+            log(f"--overwrite: kept {len(kept)} entries batchser did not write in {out}: {', '.join(kept[:10])}")
     with_ref = any(u.ref_label is not None for u in corpus.utterances)
     writer_args = dict(labels=labels, model_id=info.id, emb_dtype=cfg.emb_dtype,
                        frames=cfg.granularity == "frame", with_ref=with_ref, part_size=cfg.part_size,
                        settings=run_settings(cfg, info, labels, dtype), npy_layout=cfg.npy_layout,
                        prosody=cfg.features == "prosody")
-    writer = OutputWriter(out, **writer_args)
+    writer = OutputWriter(out, **writer_args)  # refuses a directory made with other settings
+    if cfg.retry_errors:
+        writer.drop_errors()
     todo, n_err, n_skip = settle_read_errors(corpus, writer)
-    s = RunSummary(n_input=corpus.n_input, n_errors=n_err, n_skipped=n_skip)
+    s = RunSummary(n_input=corpus.n_input, n_errors=n_err, n_skipped=n_skip, n_read_warnings=len(corpus.warnings))
     if s.n_skipped:
         log(f"resuming: {s.n_skipped} utterance(s) already done in {out}, {len(todo)} to go")
     n_dec = decoder_count(cfg.num_workers)
     todo, bad, cached = cache_shared_recordings(todo, out / layout.CACHE, pipe_timeout=cfg.pipe_timeout,
-                                                num_decoders=n_dec)
+                                                num_decoders=n_dec, pipe_max_bytes=int(cfg.pipe_max_mb * (1 << 20)))
     for u, msg in bad:
         writer.add_error(u.utt_id, "decode", msg)
         s.n_errors += 1
 
     bar = _ProgressBar(len(todo), cfg.progress)
     done = Processed(RunSummary(), 0, *batch_limits(devices[0], cfg.batch_seconds, cfg.max_batch_size))
+    status = "stopped"
     try:
         if len(devices) == 1:
             done = process(backend, writer, todo, cfg=cfg, device=devices[0], with_ref=with_ref, progress=bar)
@@ -134,21 +179,47 @@ def run(cfg: RunConfig, log: Log = print) -> RunSummary:
             done = run_on_devices(cfg, devices, dtype=dtype, todo=todo, writer_args=writer_args, with_ref=with_ref,
                                   on_progress=bar, log=log)
         s.add(done.summary)
+        status = "stopped" if done.failures else "complete"
+    except KeyboardInterrupt:  # Ctrl-C, or SIGTERM through procs.terminate_as_interrupt
+        status = "interrupted"
+        raise
     finally:
-        writer.flush()
-        if cached:
-            shutil.rmtree(out / layout.CACHE, ignore_errors=True)
         bar.close()
-        s.wall_seconds = time.time() - t0
+        for w in s.warnings:
+            log(f"warning: {w}")
+        _finish(cfg, out, writer, s, status=status, t0=t0, cached=cached, log=log, corpus=corpus,
+                manifest=dict(info=info, labels=labels, embed_dim=embed_dim, devices=devices, dtype=dtype,
+                              n_batches=done.n_batches, batch_seconds=done.batch_seconds,
+                              max_batch_size=done.max_batch_size, num_decoders=n_dec, failures=done.failures,
+                              shard=shard))
+    if done.failures:
+        raise RunStopped("device process failed; finished parts are kept, run again to resume:\n"
+                         + "\n".join(done.failures))
+    return s
+
+
+def _finish(cfg: RunConfig, out: Path, writer: OutputWriter, s: RunSummary, *, status: str, t0: float,
+            cached: bool, log: Log, corpus: Corpus, manifest: dict) -> None:
+    """Commit what is buffered and write the manifest, whatever stopped the run (a failing write
+    here is reported, never allowed to hide why the run stopped)."""
+    try:
+        writer.flush()
+    except OSError as e:
+        log(f"error: could not commit the last part: {e}")
+        status = "stopped"
+    if cached:
+        shutil.rmtree(out / layout.CACHE, ignore_errors=True)
+    s.wall_seconds = time.time() - t0
+    ok_ids, err_ids = committed_ids(out)  # totals over every namespace and earlier runs
+    inputs = {u.utt_id for u in corpus.utterances} | {e.utt_id for e in corpus.errors}
+    s.n_failed_total = len(err_ids & inputs)
+    warnings = [w.message for w in corpus.warnings] + s.warnings
+    try:
         if cfg.features == "prosody":
             write_explanations(out)
-        ok_ids, err_ids = committed_ids(out)  # totals over every namespace and earlier runs
         writer.write_manifest(run_manifest(
-            cfg=cfg, info=info, labels=labels, embed_dim=embed_dim, devices=devices, dtype=dtype, summary=s,
-            totals={"results_total": len(ok_ids), "errors_total": len(err_ids)}, n_batches=done.n_batches,
-            batch_seconds=done.batch_seconds, max_batch_size=done.max_batch_size, num_decoders=n_dec,
-            failures=done.failures, shard=shard))
-    if done.failures:
-        raise RuntimeError("device process failed; finished parts are kept, run again to resume:\n"
-                           + "\n".join(done.failures))
-    return s
+            cfg=cfg, summary=s, status=status, corpus=corpus, warnings=warnings[:MAX_WARNINGS_KEPT],
+            warnings_total=len(warnings), totals={"results_total": len(ok_ids), "errors_total": len(err_ids)},
+            **manifest))
+    except OSError as e:
+        log(f"error: could not write {out / layout.MANIFEST}: {e}")

@@ -47,7 +47,7 @@ def main() -> None:
         t = time.time()
         n = 0
         for items in dl:
-            n += sum(len(w) for _, w, e, _ in items if e is None)
+            n += sum(len(it.wave) for it in items if it.error is None)
         dt = time.time() - t
         rt = n / TARGET_SR / dt
         print(f"decoders={nw}: {rt:7.1f}x real time total, {rt / max(nw, 1):7.1f}x per decoder "

@@ -100,13 +100,13 @@ def test_time_split_shows_a_slow_loader(e2v_dir, tmp_path, make_corpus, monkeypa
     import batchser.loader as runner
 
     d = make_corpus({f"u{i}": 0.5 for i in range(4)})
-    orig = runner.load_utterance
+    orig = runner.decode_utterance
 
     def slow(u, *a, **k):
         time.sleep(0.4)
         return orig(u, *a, **k)
 
-    monkeypatch.setattr(runner, "load_utterance", slow)
+    monkeypatch.setattr(runner, "decode_utterance", slow)
     code, out = run_cli("run", d, "--out", tmp_path / "o", "--model", e2v_dir, "--num-workers", "0",
                         "--max-batch-size", "2", "-q")
     assert code == 0

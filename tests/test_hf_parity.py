@@ -165,10 +165,11 @@ def test_cli_runs_wav2vec2_dir_with_the_same_contract(tmp_path, monkeypatch, e2v
     w = make_wav2vec2_classifier_dir(tmp_path / "w2v", attention_mask=False)
     outs = {}
     for name, m in (("w2v", w), ("e2v", e2v_dir)):
-        r = CliRunner().invoke(main, ["run", "sample_scp/wav.scp", "--out", str(tmp_path / name), "--model", str(m),
+        out = tmp_path / f"out_{name}"  # not the model's directory (a foreign --out is refused)
+        r = CliRunner().invoke(main, ["run", "sample_scp/wav.scp", "--out", str(out), "--model", str(m),
                                       "--num-workers", "0", "--granularity", "frame", "-q"], catch_exceptions=False)
         assert r.exit_code == 0, r.output
-        outs[name] = open_results(tmp_path / name)
+        outs[name] = open_results(out)
     a, b = outs["w2v"].labels, outs["e2v"].labels
     fixed = [c for c in b.columns if not c.startswith("score_")]
     assert [c for c in a.columns if not c.startswith("score_")] == fixed  # same contract, other classes

@@ -5,15 +5,18 @@
 * :mod:`.writer` the writer (parts, atomic commit, resume scan, row building);
 * :mod:`.results` the reader, ``open_results``;
 * :mod:`.manifest` settings and manifest contents;
-* :mod:`.merge` joining array-job shards;
-* :mod:`.explanations` the prosody explanations table.
+* :mod:`.merging` joining array-job shards (`merge`);
+* :mod:`.explanations` the prosody explanations table;
+* :mod:`.lock` one writer per directory; :mod:`.claim` foreign directories refused, ``--overwrite``.
 """
+from .claim import ForeignDirectory, check_claimable, clear_ours
+from .lock import OutputBusy, OutputLock
 from .layout import score_column, shard_dir
-from .merge import MergeError, merge, shard_status
+from .merging import MergeError, merge, shard_status
 from .results import Results, open_results
-from .writer import OutputWriter, PartWriter, committed_ids, drop_errors, features_writer, prediction_columns, utterance_row
+from .writer import OutputWriter, PartWriter, committed_ids, features_writer, prediction_columns, utterance_row
 from .explanations import write_explanations
 
-__all__ = ["MergeError", "OutputWriter", "PartWriter", "Results", "committed_ids", "drop_errors", "features_writer", "merge",
+__all__ = ["ForeignDirectory", "OutputBusy", "OutputLock", "check_claimable", "clear_ours", "MergeError", "OutputWriter", "PartWriter", "Results", "committed_ids", "features_writer", "merge",
            "open_results", "prediction_columns", "score_column", "shard_dir", "shard_status", "utterance_row",
            "write_explanations"]

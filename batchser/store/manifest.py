@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import platform
 from dataclasses import asdict
+from pathlib import Path
 from typing import Dict, List, Optional
 
 
@@ -37,15 +38,22 @@ def device_name(device: str) -> str:
 
 
 def run_manifest(*, cfg, info, labels: List[str], embed_dim: Optional[int], devices: List[str], dtype: str,
-                 summary, totals: Dict[str, int], n_batches: int, batch_seconds, max_batch_size,
-                 num_decoders: int, failures: List[str], shard) -> Dict:
-    """The manifest of one run (or one shard's run) into an output directory."""
+                 summary, status: str, corpus, warnings: List[str], warnings_total: int, totals: Dict[str, int],
+                 n_batches: int, batch_seconds, max_batch_size, num_decoders: int, failures: List[str], shard) -> Dict:
+    """The manifest of one run (or one shard's run) into an output directory.
+
+    ``status``: complete | interrupted (a signal) | stopped (a write failed, a device died).
+    ``input``: absolute paths of what was read, so ``eval`` finds the references from anywhere.
+    """
     s = summary
     v = versions()
     return {
         "batchser_version": v.get("batchser"),
+        "status": status,
         "command": cfg.argv,
         "config": asdict(cfg),
+        "input": {"path": str(Path(cfg.input).resolve()), "data_dir": str(Path(corpus.data_dir).resolve()),
+                  "wav_scp": str(Path(corpus.wav_scp).resolve())},
         "model": {"id": info.id, "path": info.path, "backend": info.backend, "revision": info.revision,
                   "weights_sha256": info.sha256, "test_model": info.test_model,
                   "labels": labels, "embedding_dim": embed_dim},
@@ -53,7 +61,8 @@ def run_manifest(*, cfg, info, labels: List[str], embed_dim: Optional[int], devi
         "device": ",".join(devices), "dtype": dtype,
         "device_name": device_name(devices[0]),
         "counts": {"input": s.n_input, "ok_this_run": s.n_ok, "errors_this_run": s.n_errors,
-                   "skipped_already_done": s.n_skipped, **totals},
+                   "skipped_already_done": s.n_skipped, "input_in_errors": s.n_failed_total, **totals},
+        "warnings_total": warnings_total, "warnings": warnings,
         "audio_hours": s.audio_seconds / 3600.0,
         "wall_seconds": s.wall_seconds,
         "x_real_time": s.audio_seconds / s.wall_seconds if s.wall_seconds else None,

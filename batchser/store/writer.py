@@ -19,11 +19,14 @@ from . import atomic, layout
 from .layout import ERROR_SCHEMA, PART_RE
 
 
-def utterance_row(u, duration: float, *, with_ref: bool) -> Dict:
-    """The columns every row starts with: where the utterance is (recording time, seconds)."""
+def utterance_row(u, duration: float, *, with_ref: bool, cut_short: bool = False) -> Dict:
+    """The columns every row starts with: where the utterance is (recording time, seconds).
+
+    ``cut_short``: the segment's end lay past its recording's end; the row says where it ended.
+    """
     start = u.start or 0.0
     r = {"utt_id": u.utt_id, "rec_id": u.rec_id, "spk": u.spk, "start": start,
-         "end": u.end if u.end is not None else start + duration, "duration": duration}
+         "end": u.end if u.end is not None and not cut_short else start + duration, "duration": duration}
     if with_ref:
         r["ref_label"] = u.ref_label
     return r
@@ -140,6 +143,16 @@ class PartWriter:
                     "use a new --out directory, or --overwrite to start again")
         return max(nums) + 1
 
+    def drop_errors(self) -> int:
+        """``--retry-errors``: delete the committed error parts so those utterances run again.
+
+        Called only once the directory is known to be resumable (settings checked)."""
+        parts = layout.parts(self.out, layout.ERRORS)
+        for f in parts:
+            f.unlink()
+        self.error_ids = set()
+        return len(parts)
+
     @property
     def finished_ids(self) -> Set[str]:
         """Utterances a previous run already committed (results or errors)."""
@@ -159,8 +172,16 @@ class PartWriter:
     def _write_arrays(self, name: str, rows: List[dict]) -> None:
         """Write the part's .npy files (before its table) and point the rows at them."""
 
+    def _clear_arrays(self) -> None:
+        """Forget the buffered arrays (their part was committed)."""
+
     def flush(self) -> None:
-        """Commit buffered rows as one part (arrays first, the table last)."""
+        """Commit buffered rows as one part (arrays first, the table last).
+
+        If a write fails (disk full), the buffers stay as they were: a later flush retries
+        under the next part name, and files of the failed part are never visible (an .npy
+        without its table is removed on the next start).
+        """
         if not self._rows and not self._errors:
             return
         name = layout.part_stem(self.namespace, self._next)
@@ -171,12 +192,14 @@ class PartWriter:
             atomic.save_parquet(self.out / self.table / f"{name}.parquet", pa.Table.from_pylist(rows, schema=self.schema))
             self.done_ids.update(r["utt_id"] for r in rows)
             self.n_written += len(rows)
+            self._rows = []
+            self._clear_arrays()
         if self._errors:
             atomic.save_parquet(self.out / layout.ERRORS / f"{name}.parquet",
                                 pa.Table.from_pylist(self._errors, schema=ERROR_SCHEMA))
             self.error_ids.update(e["utt_id"] for e in self._errors)
             self.n_errors_written += len(self._errors)
-        self._rows, self._errors = [], []
+            self._errors = []
 
     def write_manifest(self, manifest: Dict) -> None:
         atomic.write_text(self.out / layout.MANIFEST,
@@ -238,6 +261,8 @@ class OutputWriter(PartWriter):
                 atomic.save_npy(self.out / fname, self._frames[k].astype(self.emb_dtype) if self.frames else emb[k])
                 r["npy_file"] = fname
         atomic.save_npy(self.out / layout.EMBEDDINGS / f"{name}.npy", emb)
+
+    def _clear_arrays(self) -> None:
         self._emb, self._frames = [], []
 
 
@@ -245,12 +270,3 @@ def features_writer(out_dir: str | os.PathLike, *, with_ref: bool, part_size: in
     """``batchser features``: the features table (no model, no embeddings) and errors."""
     return PartWriter(out_dir, table=layout.FEATURES, schema=layout.features_schema(with_ref=with_ref),
                       part_size=part_size)
-
-
-def drop_errors(out_dir: str | os.PathLike) -> int:
-    """Delete error parts so that ``--retry-errors`` runs those utterances again."""
-    n = 0
-    for f in layout.parts(Path(out_dir), layout.ERRORS):
-        f.unlink()
-        n += 1
-    return n

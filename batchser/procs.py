@@ -1,0 +1,90 @@
+"""Process hygiene: signals that end a run cleanly, and child processes that never outlive it.
+
+* ``terminate_as_interrupt()``: SIGTERM (what SLURM and other schedulers send at a time limit)
+  raises :class:`Interrupted` in the main thread like Ctrl-C raises KeyboardInterrupt, so the
+  run flushes what it holds, writes its manifest and exits with 128 + the signal number.
+* ``child_init()``: run first in every decoder and helper process. Linux's parent-death signal
+  (``prctl(PR_SET_PDEATHSIG)``) delivers SIGTERM to the child when its parent dies, even by
+  ``kill -9``; on SIGTERM the child kills the process groups of the pipe commands it is running
+  and exits at once. Ctrl-C is left to the parent, which shuts its children down itself.
+* Pipe commands (``cmd |`` in wav.scp) run in their own process group, registered here while
+  they run, so a timeout, a cap or a dying decoder kills the whole pipeline, not just ``/bin/sh``.
+"""
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+from typing import Iterator, Set
+
+_PIPE_GROUPS: Set[int] = set()
+
+
+class Interrupted(KeyboardInterrupt):
+    """The run was stopped by a signal (SIGINT or SIGTERM); ``signum`` says which."""
+
+    def __init__(self, signum: int = signal.SIGINT):
+        super().__init__(signal.Signals(signum).name)
+        self.signum = int(signum)
+
+    @property
+    def exit_code(self) -> int:
+        return 128 + self.signum
+
+
+@contextlib.contextmanager
+def terminate_as_interrupt() -> Iterator[None]:
+    """Within the block, SIGTERM raises :class:`Interrupted` (main thread only; else a no-op)."""
+    def handler(signum, _frame):
+        raise Interrupted(signum)
+
+    try:
+        old = signal.signal(signal.SIGTERM, handler)
+    except ValueError:  # not the main thread
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, old)
+
+
+def register_pipe(pgid: int) -> None:
+    _PIPE_GROUPS.add(pgid)
+
+
+def kill_pipe(pgid: int) -> None:
+    """SIGKILL a pipe command's whole process group (it may have exited already)."""
+    _PIPE_GROUPS.discard(pgid)
+    try:
+        os.killpg(pgid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
+        pass
+
+
+def _die(_signum, _frame) -> None:
+    for g in list(_PIPE_GROUPS):
+        kill_pipe(g)
+    os._exit(1)
+
+
+def set_parent_death_signal(sig: int = signal.SIGTERM) -> bool:
+    """Ask Linux to send ``sig`` to this process when its parent dies. False where unsupported."""
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        PR_SET_PDEATHSIG = 1
+        return libc.prctl(PR_SET_PDEATHSIG, int(sig), 0, 0, 0) == 0
+    except (OSError, AttributeError):
+        return False
+
+
+def child_init(*_args) -> None:
+    """Initialiser of decoder (DataLoader worker) and helper (Pool) processes."""
+    parent = os.getppid()
+    signal.signal(signal.SIGTERM, _die)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    set_parent_death_signal(signal.SIGTERM)
+    if os.getppid() != parent:  # the parent died before the request took effect
+        _die(signal.SIGTERM, None)
