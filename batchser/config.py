@@ -39,6 +39,11 @@ class RunConfig:
     argv: List[str] = field(default_factory=list)
 
 
+class RunStopped(RuntimeError):
+    """The run stopped unfinished (disk full, read-only output, the model failing on a batch, a
+    device process dying); what was committed is kept and the same command resumes it (exit 4)."""
+
+
 @dataclass
 class RunSummary:
     n_input: int = 0
@@ -58,6 +63,7 @@ class RunSummary:
     warnings: List[str] = field(default_factory=list)  # found while decoding (the reader's are the corpus's)
     n_failed_total: int = 0  # input utterances in errors/ after the run, this run's and earlier runs'
     n_read_warnings: int = 0  # the reader's warnings (bad side-table lines, ignored duplicates, ...)
+    oom_backoffs: List[dict] = field(default_factory=list)  # each time out-of-memory lowered the batch budget
 
     @property
     def padding_efficiency(self) -> Optional[float]:

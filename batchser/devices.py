@@ -13,12 +13,12 @@ from .audio import probe_duration
 from .config import RunConfig, RunSummary
 from .corpus import Utterance
 from .pipeline import Processed
-from .policy import batch_limits
+from .policy import batch_limits, threads_per_device
 from .shards import split
 
 
 def _device_main(cfg: RunConfig, device: str, dtype: str, utts: List[Utterance], ns: str,
-                 writer_args: Dict, with_ref: bool, counter, result_q) -> None:
+                 writer_args: Dict, with_ref: bool, n_devices: int, counter, result_q) -> None:
     """One device's share, in its own process (spawned: CUDA cannot be forked)."""
     from .procs import set_parent_death_signal, terminate_as_interrupt
 
@@ -26,7 +26,9 @@ def _device_main(cfg: RunConfig, device: str, dtype: str, utts: List[Utterance],
     try:
         import torch
 
-        torch.set_num_threads(max(1, torch.get_num_threads()))
+        torch.set_num_threads(threads_per_device(n_devices))  # the cores shared among the device processes
+        if device.startswith("cuda"):
+            torch.cuda.set_device(torch.device(device))  # kernels and caches on this process's GPU only
         from .models import load_backend
         from .pipeline import process
         from .store import OutputWriter
@@ -40,7 +42,8 @@ def _device_main(cfg: RunConfig, device: str, dtype: str, utts: List[Utterance],
 
         try:
             with terminate_as_interrupt():
-                done = process(backend, writer, utts, cfg=cfg, device=device, with_ref=with_ref, progress=progress)
+                done = process(backend, writer, utts, cfg=cfg, device=device, with_ref=with_ref, progress=progress,
+                               n_devices=n_devices)
         finally:
             try:
                 writer.flush()  # commit what this share computed, whatever stopped it
@@ -67,7 +70,7 @@ def run_on_devices(cfg: RunConfig, devices: List[str], *, dtype: str, todo: List
     log(f"running on {len(devices)} devices: {', '.join(devices)}")
     for k, (dev, share) in enumerate(zip(devices, shares)):
         p = ctx.Process(target=_device_main, args=(cfg, dev, dtype, share, f"d{k}", writer_args, with_ref,
-                                                   counter, result_q), daemon=False)
+                                                   len(devices), counter, result_q), daemon=False)
         p.start()
         procs.append(p)
     res = Processed(RunSummary(), 0, *batch_limits(devices[0], cfg.batch_seconds, cfg.max_batch_size))

@@ -19,15 +19,23 @@ from .corpus import AudioSource, Utterance
 from .procs import child_init
 
 
-def default_decoders() -> int:
-    """Cores - 1 (the main process feeds the model), at most 8."""
+def default_decoders(device: str = "cpu", n_devices: int = 1) -> int:
+    """Decoder processes per device process when ``--num-workers`` is -1.
+
+    A CPU run shares its cores with the model: cores - 1, at most 8 (decoding WAV runs at
+    ~1000x real time per decoder, far ahead of a CPU model). A GPU waits for audio unless every
+    core decodes (20,000x real time is ~20 cores at ~1000x each): all cores but one per device
+    process, uncapped.
+    """
     n = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    if device.startswith("cuda"):
+        return max(0, (n - n_devices) // max(1, n_devices))
     return max(0, min(8, n - 1))
 
 
-def decoder_count(requested: int) -> int:
+def decoder_count(requested: int, device: str = "cpu", n_devices: int = 1) -> int:
     """``--num-workers``: -1 means :func:`default_decoders`; 0 decodes in the main process."""
-    return default_decoders() if requested < 0 else requested
+    return default_decoders(device, n_devices) if requested < 0 else requested
 
 
 def _message(u: Utterance, e: Exception) -> str:
@@ -38,7 +46,8 @@ class Item(NamedTuple):
     """One decoded utterance as a decoder hands it over."""
 
     index: int  # into the utterance list
-    wave: Optional[np.ndarray]  # 16 kHz mono float32, None on error
+    wave: Optional[np.ndarray]  # 16 kHz mono float32, None on error (a torch tensor in shared
+    # memory while it crosses from a decoder process; make_loader hands numpy on)
     error: Optional[str] = None  # why it failed (names utterance and file:line)
     features: Optional[Dict[str, float]] = None  # prosody columns, when asked for
     warning: Optional[str] = None  # decoded, but something to tell (a segment cut short)
@@ -53,9 +62,10 @@ class DecodeDataset:
     """
 
     def __init__(self, utts: Sequence[Utterance], *, pipe_timeout: float, min_samples: int, features: bool = False,
-                 pipe_max_bytes: int = PIPE_MAX_BYTES):
+                 pipe_max_bytes: int = PIPE_MAX_BYTES, shared_memory: bool = False):
         self.utts, self.pipe_timeout, self.min_samples = utts, pipe_timeout, min_samples
         self.features, self.pipe_max_bytes = features, pipe_max_bytes
+        self.shared_memory = shared_memory
 
     def __len__(self) -> int:
         return len(self.utts)
@@ -75,11 +85,31 @@ class DecodeDataset:
                 feats = prosody(d.wave)
             except Exception as e:
                 return Item(i, None, f"{u.utt_id} ({u.where}): prosody features failed: {type(e).__name__}: {e}")
-        return Item(i, d.wave, None, feats, d.warning, d.cut_short)
+        wave = d.wave
+        if self.shared_memory:  # torch sends tensors between processes through shared memory, not a pipe
+            import torch
+
+            wave = torch.from_numpy(wave)
+        return Item(i, wave, None, feats, d.warning, d.cut_short)
 
 
 def _identity(batch):
     return batch
+
+
+class _Batches:
+    """The DataLoader's batches with waveforms back as numpy arrays (views of the shared memory)."""
+
+    def __init__(self, loader):
+        self.loader = loader
+
+    def __len__(self) -> int:
+        return len(self.loader)
+
+    def __iter__(self):
+        for batch in self.loader:
+            yield [it._replace(wave=it.wave.numpy()) if it.wave is not None and not isinstance(it.wave, np.ndarray)
+                   else it for it in batch]
 
 
 def make_loader(utts: Sequence[Utterance], batches: List[List[int]], *, pipe_timeout: float, min_samples: int,
@@ -90,12 +120,12 @@ def make_loader(utts: Sequence[Utterance], batches: List[List[int]], *, pipe_tim
     """
     import torch
 
-    return torch.utils.data.DataLoader(
+    return _Batches(torch.utils.data.DataLoader(
         DecodeDataset(utts, pipe_timeout=pipe_timeout, min_samples=min_samples, features=features,
-                      pipe_max_bytes=pipe_max_bytes),
+                      pipe_max_bytes=pipe_max_bytes, shared_memory=num_decoders > 0),
         batch_sampler=batches, num_workers=num_decoders, collate_fn=_identity,
         prefetch_factor=2 if num_decoders > 0 else None, worker_init_fn=child_init if num_decoders > 0 else None,
-    )
+    ))
 
 
 def _cache_one(args) -> Tuple[Optional[str], Optional[str]]:

@@ -13,13 +13,13 @@ import numpy as np
 
 from .audio import TARGET_SR, probe_duration
 from .batching import make_batches
-from .config import RunConfig, RunSummary
+from .config import RunConfig, RunStopped, RunSummary
 from .corpus import Corpus, Utterance
 from .loader import decoder_count, make_loader
 from .models.base import Backend
 from .policy import batch_limits
 from .store import OutputWriter, PartWriter, prediction_columns, utterance_row
-from .worker import run_items
+from .worker import MemoryBudget, ModelFailure, run_items
 
 Progress = Callable[[int, float], None]  # (utterances, audio seconds) after each batch
 
@@ -53,16 +53,20 @@ class Processed:
 
 
 def process(backend: Backend, writer: OutputWriter, todo: List[Utterance], *, cfg: RunConfig, device: str,
-            with_ref: bool, progress: Optional[Progress] = None) -> Processed:
-    """Decode, batch and run ``todo`` on one device, writing through ``writer``."""
+            with_ref: bool, progress: Optional[Progress] = None, n_devices: int = 1) -> Processed:
+    """Decode, batch and run ``todo`` on one device (of ``n_devices`` running at once), writing
+    through ``writer``."""
     frames = cfg.granularity == "frame"
     batch_seconds, max_batch = batch_limits(device, cfg.batch_seconds, cfg.max_batch_size)
     batches = make_batches([probe_duration(u) for u in todo], batch_seconds, max_batch)
     max_samples = int(cfg.max_seconds * TARGET_SR)
     loader = make_loader(todo, batches, pipe_timeout=cfg.pipe_timeout, min_samples=backend.min_samples,
-                         features=cfg.features == "prosody", num_decoders=decoder_count(cfg.num_workers),
+                         features=cfg.features == "prosody",
+                         num_decoders=decoder_count(cfg.num_workers, device, n_devices),
                          pipe_max_bytes=int(cfg.pipe_max_mb * (1 << 20)))
     s = RunSummary()
+    budget = MemoryBudget()
+    s.oom_backoffs = budget.events
     clock = time.perf_counter
     t_wait = clock()
     for items in loader:
@@ -79,8 +83,16 @@ def process(backend: Backend, writer: OutputWriter, todo: List[Utterance], *, cf
         audio_before = s.audio_seconds
         if good:
             t_model = clock()
-            results, real, padded = run_items(backend, [it.wave for it in good], frames=frames,
-                                              max_samples=max_samples, long_audio=cfg.long_audio)
+            try:
+                results, real, padded = run_items(backend, [it.wave for it in good], frames=frames,
+                                                  max_samples=max_samples, long_audio=cfg.long_audio, budget=budget)
+            except ModelFailure as e:
+                ids = [todo[it.index].utt_id for it in good]
+                raise RunStopped(
+                    f"the model failed on a batch of {len(ids)} utterances ({', '.join(ids[:5])}"
+                    f"{', ...' if len(ids) > 5 else ''}): {e}. This is not out of memory and not one utterance's "
+                    "fault, so the run stops instead of blaming them; what was done before is committed: fix the "
+                    "cause and run the same command again to resume") from e
             dt_model = clock() - t_model
             s.model_seconds += dt_model
             s.padded_seconds += padded / TARGET_SR

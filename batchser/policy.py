@@ -4,6 +4,7 @@ One place for the rules, so the CLI, the runner and the back-ends cannot disagre
 """
 from __future__ import annotations
 
+import re
 from typing import List, Optional, Tuple
 
 # (batch_seconds, max_batch_size) per device type. On a GPU big batches keep it busy; on a CPU
@@ -15,24 +16,45 @@ DTYPE_ALIASES = {"fp32": "float32", "bf16": "bfloat16", "fp16": "float16"}
 
 
 def resolve_device(device: str) -> str:
-    """'auto' -> cuda when available, else cpu; a CUDA device on a machine without one is refused."""
+    """'auto' -> cuda:0 when available, else cpu; 'cuda' -> 'cuda:0'; a device this machine does
+    not have is refused here, in the parent, with a message (not inside a device process)."""
     import torch
 
+    device = device.strip()
     if device == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    if device.startswith("cuda") and not torch.cuda.is_available():
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    if device == "cpu":
+        return device
+    m = re.fullmatch(r"cuda(?::(\d+))?", device)
+    if not m:
+        raise ValueError(f"--device {device!r} is not a device: use cpu, cuda, cuda:N, or a comma-separated list")
+    if not torch.cuda.is_available():
         raise ValueError(f"--device {device}: CUDA is not available on this machine")
-    return device
+    index = int(m.group(1) or 0)
+    n = torch.cuda.device_count()
+    if index >= n:
+        raise ValueError(f"--device cuda:{index}: this machine has {n} CUDA devices (cuda:0..cuda:{n - 1})")
+    return f"cuda:{index}"
 
 
 def parse_devices(spec: str) -> List[str]:
-    """'auto' | 'cpu' | 'cuda' | 'cuda:0,cuda:1' -> resolved device list."""
-    devs = [resolve_device(d.strip()) for d in spec.split(",") if d.strip()]
+    """'auto' | 'cpu' | 'cuda' | 'cuda:0,cuda:1' -> resolved device list (each GPU at most once)."""
+    devs = [resolve_device(d) for d in spec.split(",") if d.strip()]
     if not devs:
         raise ValueError("--device: no device given")
-    if len(set(devs)) != len(devs) and any(d != "cpu" for d in devs):
-        raise ValueError(f"--device lists a device twice: {spec}")
+    gpus = [d for d in devs if d != "cpu"]
+    if len(set(gpus)) != len(gpus):
+        raise ValueError(f"--device lists a device twice: {spec} (cuda means cuda:0)")
     return devs
+
+
+def threads_per_device(n_devices: int, cores: Optional[int] = None) -> int:
+    """CPU threads for each of ``n_devices`` device processes: the cores shared, at least one."""
+    import os
+
+    if cores is None:
+        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    return max(1, cores // max(1, n_devices))
 
 
 def check_dtype(dtype: str, device: str, backend: Optional[str] = None) -> None:

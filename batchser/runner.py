@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Callable, List, Optional, Tuple
 
 from .audio import TARGET_SR, probe_duration
-from .config import RunConfig, RunSummary
+from .config import RunConfig, RunStopped, RunSummary
 from .corpus import Corpus, CorpusError, read_corpus
 from .loader import cache_shared_recordings, decoder_count
 from .pipeline import Processed, process, settle_read_errors
@@ -90,11 +90,6 @@ def _load_model(cfg: RunConfig, devices: List[str], dtype: str, log: Log):
     return backend
 
 
-class RunStopped(RuntimeError):
-    """The run stopped unfinished (disk full, read-only output, a device process died); what was
-    committed is kept and the same command resumes it (exit 4)."""
-
-
 # what a full disk, a quota, a read-only mount or lost permissions raise while writing
 WRITE_FAULTS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM, errno.EIO, errno.EFBIG}
 MAX_WARNINGS_KEPT = 200  # in the manifest; the count is always exact
@@ -158,7 +153,7 @@ def _run_locked(cfg: RunConfig, corpus: Corpus, shard: Optional[Shard], out: Pat
     s = RunSummary(n_input=corpus.n_input, n_errors=n_err, n_skipped=n_skip, n_read_warnings=len(corpus.warnings))
     if s.n_skipped:
         log(f"resuming: {s.n_skipped} utterance(s) already done in {out}, {len(todo)} to go")
-    n_dec = decoder_count(cfg.num_workers)
+    n_dec = decoder_count(cfg.num_workers, devices[0], len(devices))
     todo, bad, cached = cache_shared_recordings(todo, out / layout.CACHE, pipe_timeout=cfg.pipe_timeout,
                                                 num_decoders=n_dec, pipe_max_bytes=int(cfg.pipe_max_mb * (1 << 20)))
     for u, msg in bad:
@@ -187,6 +182,9 @@ def _run_locked(cfg: RunConfig, corpus: Corpus, shard: Optional[Shard], out: Pat
         bar.close()
         for w in s.warnings:
             log(f"warning: {w}")
+        for ev in s.oom_backoffs:
+            log(f"out of memory on a batch of {ev['failed_items']} ({ev['failed_padded_samples'] / TARGET_SR:.1f} s "
+                f"padded): batches now hold at most {ev['new_max_padded_samples'] / TARGET_SR:.1f} s padded")
         _finish(cfg, out, writer, s, status=status, t0=t0, cached=cached, log=log, corpus=corpus,
                 manifest=dict(info=info, labels=labels, embed_dim=embed_dim, devices=devices, dtype=dtype,
                               n_batches=done.n_batches, batch_seconds=done.batch_seconds,

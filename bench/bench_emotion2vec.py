@@ -148,6 +148,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--role", default=None, help=argparse.SUPPRESS)
     ap.add_argument("--corpus", default=str(HERE.parent.parent / "shared" / "corpora" / "ravdess"))
+    ap.add_argument("--audio-root", default=None, help="relative wav.scp paths resolve here (default: the corpus)")
     ap.add_argument("--size", default="base", choices=["tiny", "base", "large"])
     ap.add_argument("--work", default="/tmp/batchser-bench")
     ap.add_argument("--limit", type=int, default=0, help="use only the first N utterances")
@@ -184,7 +185,7 @@ def main() -> None:
     model = work / f"e2v_{a.size}"
     if not (model / "model.pt").exists():
         make_emotion2vec_dir(model, size=a.size, seed=0)
-    corpus = read_corpus(a.corpus, audio_root=a.corpus)
+    corpus = read_corpus(a.corpus, audio_root=a.audio_root or a.corpus)
     utts = corpus.utterances[: a.limit] if a.limit else corpus.utterances
     if a.synthetic:
         utts = synthetic_long_tail(utts, a.synthetic, work)

@@ -25,10 +25,15 @@ from _child import decode_to_16k, run_child  # noqa: E402
 def worker_pipeline(model: str, scp: str, device: str, bs: int, nw: int) -> dict:
     from transformers import pipeline
 
+    import soundfile as sf
+
     t = time.time()
     pipe = pipeline("audio-classification", model=model, device=device)
     items = [l.split(maxsplit=1) for l in Path(scp).read_text().splitlines()]
-    res = pipe([p for _, p in items], batch_size=bs, num_workers=nw, top_k=None)
+    # the 16 kHz files read with soundfile (inside the timed part): the pipeline's own path from
+    # there on, and no ffmpeg needed (GPU machines may have none)
+    audio = [{"raw": sf.read(p, dtype="float32")[0], "sampling_rate": 16000} for _, p in items]
+    res = pipe(audio, batch_size=bs, num_workers=nw, top_k=None)
     out = {k: {r["label"]: r["score"] for r in rs} for (k, _), rs in zip(items, res)}
     return {"run_s": time.time() - t, "results": out}
 
@@ -50,6 +55,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--role", nargs="+", help=argparse.SUPPRESS)
     ap.add_argument("--corpus", default=str(HERE.parent.parent / "shared" / "corpora" / "ravdess"))
+    ap.add_argument("--audio-root", default=None, help="relative wav.scp paths resolve here (default: the corpus)")
     ap.add_argument("--kind", default="whisper", choices=["whisper", "w2v2"])
     ap.add_argument("--size", default="tiny")
     ap.add_argument("--device", default="cpu")
@@ -74,7 +80,7 @@ def main() -> None:
     if not (model / "config.json").exists():
         (make_whisper_classifier_dir(model, size=a.size) if a.kind == "whisper"
          else make_wav2vec2_classifier_dir(model))
-    utts = read_corpus(a.corpus, audio_root=a.corpus).utterances[: a.limit]
+    utts = read_corpus(a.corpus, audio_root=a.audio_root or a.corpus).utterances[: a.limit]
     scp, audio = decode_to_16k(utts, work)
     pl = child(["pipeline", str(model), str(scp), a.device, str(a.batch_size), str(a.num_workers)])
     bs = child(["batchser", str(model), str(scp), a.device, str(work / "out")])

@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from batchser.worker import run_items, split_windows
+from batchser.worker import MemoryBudget, ModelFailure, run_items, split_windows
 from conftest import speechlike
 
 
@@ -47,20 +47,59 @@ def test_long_item_combines_windows_by_frame_weighted_mean(e2v_backend):
     np.testing.assert_allclose(res[1].embedding, e2v_backend.forward([short]).embeddings[0], atol=2e-5)
 
 
-def test_failing_window_fails_only_its_utterance(e2v_backend, monkeypatch):
+def test_window_out_of_memory_even_alone_fails_only_its_utterance(e2v_backend, monkeypatch):
     orig = type(e2v_backend).forward
     bad = 16000 * 2 + 7
 
     def flaky(self, wavs, frames=False):
         if any(len(w) == bad for w in wavs):
-            raise RuntimeError("boom")
+            raise RuntimeError("CUDA out of memory. Tried to allocate 2.00 GiB")
         return orig(self, wavs, frames)
 
     monkeypatch.setattr(type(e2v_backend), "forward", flaky)
     wavs = [speechlike(bad * 2, 1), speechlike(8000, 2)]  # first splits into two windows of `bad`
     res, _, _ = run_items(e2v_backend, wavs, frames=False, max_samples=bad)
-    assert res[0].error and "boom" in res[0].error and res[0].windows == 2
+    assert res[0].error and "out of memory even alone" in res[0].error and res[0].windows == 2
     assert res[1].error is None and res[1].embedding is not None
+
+
+def test_other_model_errors_are_not_blamed_on_utterances(e2v_backend, monkeypatch):
+    """A non-OOM failure (a dtype bug, a sticky CUDA error) raises at once: one call, no splitting."""
+    calls = []
+
+    def broken(self, wavs, frames=False):
+        calls.append(len(wavs))
+        raise RuntimeError("Input type (float) and bias type (c10::Half) should be the same")
+
+    monkeypatch.setattr(type(e2v_backend), "forward", broken)
+    with pytest.raises(ModelFailure, match="bias type"):
+        run_items(e2v_backend, [speechlike(8000, i) for i in range(8)], frames=False, max_samples=10**9)
+    assert calls == [8]
+
+
+def test_oom_backoff_is_remembered(e2v_backend, monkeypatch):
+    """After one OOM the budget is lower for every later batch: batches are cut before they run,
+    results equal an unconstrained run."""
+    orig = type(e2v_backend).forward
+    limit = 3 * 16000  # padded samples the fake device holds
+    ooms = []
+
+    def small_gpu(self, wavs, frames=False):
+        if len(wavs) * max(len(w) for w in wavs) > limit:
+            ooms.append(len(wavs))
+            raise RuntimeError("CUDA out of memory")
+        return orig(self, wavs, frames)
+
+    batches = [[speechlike(8000 + 50 * i + j, 10 * i + j) for j in range(6)] for i in range(4)]
+    ref = [run_items(e2v_backend, b, frames=False, max_samples=10**9)[0] for b in batches]
+    monkeypatch.setattr(type(e2v_backend), "forward", small_gpu)
+    budget = MemoryBudget()
+    got = [run_items(e2v_backend, b, frames=False, max_samples=10**9, budget=budget)[0] for b in batches]
+    assert len(ooms) == 1 and len(budget.events) == 1  # learned in the first batch, never hit again
+    for rb, gb in zip(ref, got):
+        for r, g in zip(rb, gb):
+            assert g.error is None
+            np.testing.assert_allclose(g.embedding, r.embedding, atol=2e-5)
 
 
 def test_scores_from_embedding_matches_forward(e2v_backend):

@@ -175,6 +175,9 @@ def _run_steps(steps: List[_ConvStep], x: torch.Tensor) -> torch.Tensor:
 # Final frames per piece on a CPU: a piece's activations (64 frames -> 4096 x 512 floats in the
 # first layer) stay in cache, and GEMMs of a few thousand rows run faster than one of 10^5 rows.
 CPU_CHUNK_FRAMES = 64
+# The GPU's form (the padded batch through the extractor at once) is taken on CUDA; True forces
+# it on a CPU as well (the test suite checks it end to end there), False forces the pieces.
+WHOLE_BATCH_EXTRACTOR: Optional[bool] = None
 
 
 def _channels_last_features(enc, steps: List[_ConvStep], conv_spec, wavs: torch.Tensor,
@@ -186,7 +189,8 @@ def _channels_last_features(enc, steps: List[_ConvStep], conv_spec, wavs: torch.
     strides divide the piece offsets, so pieces give exactly the frames of one whole run. On a GPU
     the padded batch runs at once (frames past each utterance's length are padding).
     """
-    if wavs.is_cuda:
+    whole = wavs.is_cuda if WHOLE_BATCH_EXTRACTOR is None else WHOLE_BATCH_EXTRACTOR
+    if whole:
         h = _run_steps(steps, wavs)
     else:
         stride = int(np.prod([s for _d, _k, s in conv_spec]))
@@ -211,14 +215,25 @@ def _channels_last_features(enc, steps: List[_ConvStep], conv_spec, wavs: torch.
 
 class LazyAlibi:
     """The ALiBi bias funasr would materialise, described instead: ``-slope[h] * |i - j| * scale[h]``
-    between frames, 0 on rows/columns of the ``num_extra`` extra tokens in front."""
+    between frames, 0 on rows/columns of the ``num_extra`` extra tokens in front.
 
-    def __init__(self, slopes: torch.Tensor, num_extra: int, scale: Optional[torch.Tensor] = None):
+    Built once per forward with its slopes (and scales) already on the model's device, so no
+    layer or query block copies anything from the host. When every layer shares one scale (the
+    emotion2vec+ checkpoints), the same object serves all layers and keeps each query block's
+    finished bias (masked, in the compute dtype) for the next layer, up to a memory budget.
+    """
+
+    def __init__(self, slopes: torch.Tensor, num_extra: int, scale: Optional[torch.Tensor] = None,
+                 cache_elements: int = 0):
         self.slopes, self.num_extra, self.scale = slopes, num_extra, scale  # slopes: H (float32)
+        self.cache_elements = cache_elements
+        self._cache: dict = {}
+        self._cached = 0
 
     def scaled(self, scale: torch.Tensor) -> "LazyAlibi":
-        s = scale.reshape(-1).float()
-        return LazyAlibi(self.slopes, self.num_extra, s if self.scale is None else self.scale * s)
+        s = scale.reshape(-1).float().to(self.slopes.device)
+        return LazyAlibi(self.slopes, self.num_extra, s if self.scale is None else self.scale * s,
+                         self.cache_elements)
 
     def block(self, q0: int, q1: int, n: int, device) -> torch.Tensor:
         """Bias rows q0..q1 over all n keys: H x (q1 - q0) x n, float32."""
@@ -226,12 +241,29 @@ class LazyAlibi:
         qi = torch.arange(q0, q1, device=device) - e
         kj = torch.arange(n, device=device) - e
         dist = (qi[:, None] - kj[None, :]).abs().float()
-        slopes = self.slopes.to(device)
-        if self.scale is not None:
-            slopes = slopes * self.scale.to(device)
+        slopes = self.slopes if self.scale is None else self.slopes * self.scale
         bias = -slopes[:, None, None] * dist[None]
         if e:
             bias = bias.masked_fill(((qi < 0)[:, None] | (kj < 0)[None, :])[None], 0.0)
+        return bias
+
+    def attention_bias(self, q0: int, q1: int, n: int, *, heads: int, key_pad: Optional[torch.Tensor],
+                       dtype: torch.dtype, device) -> torch.Tensor:
+        """The additive mask for query rows q0..q1: ALiBi on the first heads, padded keys -inf;
+        1|B x H x (q1 - q0) x n in ``dtype``."""
+        key = (q0, q1, n, dtype)
+        hit = self._cache.get(key)
+        if hit is not None:
+            return hit
+        bias = self.block(q0, q1, n, device)[None]
+        if bias.shape[1] not in (1, heads):  # ALiBi on the first heads only, like funasr's attn[:, :h] += bias
+            bias = F.pad(bias, (0, 0, 0, 0, 0, heads - bias.shape[1]))
+        if key_pad is not None:
+            bias = bias.masked_fill(key_pad, float("-inf"))
+        bias = bias.to(dtype)
+        if self._cached + bias.numel() <= self.cache_elements:
+            self._cache[key] = bias
+            self._cached += bias.numel()
         return bias
 
 
@@ -240,6 +272,9 @@ class LazyAlibi:
 # own attention 23.9 s); a GPU wants bigger ones.
 ATTN_BLOCK_ELEMENTS = 1 << 22
 ATTN_BLOCK_ELEMENTS_CUDA = 1 << 27
+# Elements of finished attention-bias blocks kept across the layers of one forward (shared scale)
+ALIBI_CACHE_ELEMENTS = 1 << 24
+ALIBI_CACHE_ELEMENTS_CUDA = 1 << 28
 
 
 def _chunked_attention(mod, x: torch.Tensor, padding_mask=None, alibi_bias=None) -> torch.Tensor:
@@ -254,14 +289,15 @@ def _chunked_attention(mod, x: torch.Tensor, padding_mask=None, alibi_bias=None)
     out = torch.empty_like(q)
     for q0 in range(0, N, step):
         q1 = min(N, q0 + step)
-        bias = alibi_bias.block(q0, q1, N, x.device)[None] if alibi_bias is not None else \
-            torch.zeros(1, 1, q1 - q0, N, device=x.device)
-        if bias.shape[1] not in (1, H):  # ALiBi on the first heads only, like funasr's attn[:, :h] += bias
-            bias = F.pad(bias, (0, 0, 0, 0, 0, H - bias.shape[1]))
-        if key_pad is not None:
-            bias = bias.masked_fill(key_pad, float("-inf"))
+        if alibi_bias is not None:
+            bias = alibi_bias.attention_bias(q0, q1, N, heads=H, key_pad=key_pad, dtype=q.dtype, device=x.device)
+        else:
+            bias = torch.zeros(1, 1, q1 - q0, N, device=x.device)
+            if key_pad is not None:
+                bias = bias.masked_fill(key_pad, float("-inf"))
+            bias = bias.to(q.dtype)
         out[:, :, q0:q1] = F.scaled_dot_product_attention(
-            q[:, :, q0:q1], k, v, attn_mask=bias.to(q.dtype).expand(B, H, q1 - q0, N), scale=mod.scale)
+            q[:, :, q0:q1], k, v, attn_mask=bias.expand(B, H, q1 - q0, N), scale=mod.scale)
     return mod.proj(out.transpose(1, 2).reshape(B, N, C))
 
 
@@ -317,6 +353,7 @@ def quantize_blocks_int8(model: torch.nn.Module) -> int:
                 if type(child) is torch.nn.Linear:
                     setattr(parent, name, Int8Linear(child))
                     n += 1
+    model.batchser_int8 = n > 0  # batched_forward then tells the int8 layers each utterance's rows
     return n
 
 
@@ -368,7 +405,8 @@ def batched_forward(model: torch.nn.Module, wavs: torch.Tensor, lengths: torch.T
         from funasr.models.emotion2vec.base import get_alibi
 
         H = enc.modality_cfg.num_alibi_heads
-        alibi = LazyAlibi(-get_alibi(2, H)[:, 0, 1].float(), parts.num_extra)
+        cache = ALIBI_CACHE_ELEMENTS_CUDA if x.is_cuda else ALIBI_CACHE_ELEMENTS
+        alibi = LazyAlibi(-get_alibi(2, H)[:, 0, 1].float().to(x.device), parts.num_extra, cache_elements=cache)
         if enc.alibi_scale is not None:
             sc = enc.alibi_scale.clamp_min(0)
             if sc.size(0) == 1:
@@ -392,7 +430,8 @@ def batched_forward(model: torch.nn.Module, wavs: torch.Tensor, lengths: torch.T
     # funasr slices per-layer scales per stage: [:prenet] for the context encoder, the rest after
     prenet = enc.modality_cfg.prenet_depth
     ctx = enc.context_encoder
-    token = _UTT_ROWS.set((flen + parts.num_extra).tolist())  # int8 layers: rows per utterance
+    # int8 layers need each utterance's rows on the host (one sync); other dtypes never wait
+    token = _UTT_ROWS.set((flen + parts.num_extra).tolist() if getattr(model, "batchser_int8", False) else None)
     try:
         x = _run_stages(model, ctx, x, run_blocks, scales, prenet, attention)
     finally:

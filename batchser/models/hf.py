@@ -39,7 +39,9 @@ class TransformersBackend:
         check_dtype(dtype, self.device.type, self.name)
         self.dtype = dtype
         self.fe = AutoFeatureExtractor.from_pretrained(model_dir)
-        self.model = AutoModelForAudioClassification.from_pretrained(model_dir).eval().to(self.device)
+        # float32 weights whatever dtype the checkpoint was saved in (transformers 5 would keep fp16
+        # weights, which fail with float32 inputs on a CPU); --dtype bf16/fp16 run through autocast
+        self.model = AutoModelForAudioClassification.from_pretrained(model_dir).float().eval().to(self.device)
         cfg = self.model.config
         self.is_whisper = cfg.model_type == "whisper"
         self.labels = [normalise_label(str(cfg.id2label[i])) for i in range(cfg.num_labels)]

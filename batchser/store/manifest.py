@@ -72,6 +72,7 @@ def run_manifest(*, cfg, info, labels: List[str], embed_dim: Optional[int], devi
                                "writing": s.write_seconds},
         "max_seconds": cfg.max_seconds, "utterances_in_windows": s.n_windowed,
         "num_batches": n_batches, "num_workers": num_decoders,
+        "oom_backoffs": s.oom_backoffs,
         "batch_seconds": batch_seconds, "max_batch_size": max_batch_size,
         "device_failures": failures,
         "shard": {"index": shard.index, "count": shard.count} if shard else None,
