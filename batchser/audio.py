@@ -78,15 +78,17 @@ def run_pipe(cmd: str, timeout: float, max_bytes: int = PIPE_MAX_BYTES) -> bytes
                 if len(out) > max_bytes:
                     raise AudioError(f"pipe command wrote more than {max_bytes / (1 << 20):g} MB "
                                      f"(--pipe-max-mb): {cmd!r}")
-        try:
-            code = p.wait(timeout=max(0.0, deadline - time.monotonic()))
-        except subprocess.TimeoutExpired:
-            raise AudioError(f"pipe command timed out after {timeout:g} s: {cmd!r}") from None
+        # wait for the shell without reaping it, so that its pid (= the group id) cannot be
+        # reused before the group is killed below
+        while os.waitid(os.P_PID, p.pid, os.WEXITED | os.WNOWAIT | os.WNOHANG) is None:
+            if time.monotonic() > deadline:
+                raise AudioError(f"pipe command timed out after {timeout:g} s: {cmd!r}")
+            time.sleep(0.005)
     finally:
         kill_pipe(p.pid)  # the group: also what the command left running in the background
         p.stdout.close()
         p.stderr.close()
-        p.wait()
+        code = p.wait()
     if code != 0:
         msg = err.decode("utf-8", "replace").strip()[-500:]
         raise AudioError(f"pipe command failed with exit code {code}: {cmd!r}: {msg}")

@@ -115,6 +115,9 @@ def evaluate(out_dir: str, ref: Optional[str] = None, label_map: Optional[str] =
         # errored utterances lost their reference column: take it from the run's data dir (its
         # absolute path is in the manifest, so this works from any working directory)
         data_dir = (res.manifest.get("input") or {}).get("data_dir")
+        if data_dir is None:  # a directory written before the manifest kept absolute paths
+            inp = res.manifest.get("config", {}).get("input")
+            data_dir = (inp if Path(inp).is_dir() else str(Path(inp).parent)) if inp else None
         cand = Path(data_dir) / "utt2emo" if data_dir else None
         if cand is not None and cand.exists():
             refs = {**read_ref_file(str(cand)), **refs}

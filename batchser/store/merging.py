@@ -136,15 +136,14 @@ def _swap_in(out: Path, staging: Path) -> None:
 
 
 def _totals(out: Path, inputs: int) -> Dict:
-    import pyarrow as pa
+    import pyarrow.compute as pc
     import pyarrow.parquet as pq
 
     from .writer import committed_ids
 
     ok, err = committed_ids(out)
     parts = layout.parts(out, layout.LABELS)
-    secs = sum(pa.compute.sum(pq.read_table(p, columns=["duration"]).column("duration")).as_py() or 0.0
-               for p in parts)
+    secs = sum(pc.sum(pq.read_table(p, columns=["duration"]).column("duration")).as_py() or 0.0 for p in parts)
     return {"counts": {"input": inputs, "results_total": len(ok), "errors_total": len(err)},
             "audio_hours": secs / 3600.0}
 
@@ -152,8 +151,6 @@ def _totals(out: Path, inputs: int) -> Dict:
 def merge(out: str | os.PathLike) -> Dict:
     """Check every shard finished, then link all parts into OUT as one dataset. Re-running is harmless."""
     import contextlib
-
-    import pyarrow.compute  # noqa: F401  (pa.compute in _totals)
 
     from .lock import OutputLock
 
