@@ -146,7 +146,8 @@ def main() -> None:
 @click.option("--overwrite", is_flag=True, help="Start again: remove what batchser wrote in OUT (never other "
                                                 "files) instead of resuming it.")
 @click.option("--retry-errors", is_flag=True, help="When resuming, run the utterances in errors/ again.")
-@click.option("--quiet", "-q", is_flag=True, help="No progress bar or notes (the final one-line summary stays).")
+@click.option("--quiet", "-q", is_flag=True, help="No progress bar, notes or warnings (the final summary stays; "
+                                                   "warnings are kept in the manifest).")
 @reports_errors
 def run(input_path, out, model, hub, backend, device, dtype, batch_seconds, max_batch_size, num_workers, max_seconds,
         long_audio, features,
@@ -185,8 +186,10 @@ def run(input_path, out, model, hub, backend, device, dtype, batch_seconds, max_
         + (f" ({s.audio_seconds / s.wall_seconds:.1f}x real time)" if s.wall_seconds else "")
         + (f"; padding efficiency {pe:.1%}" if pe else "")
         + _time_split(s)
-        + f"\nresults: {Path(out) / 'labels'}/  errors: {Path(out) / 'errors'}/  "
-          f"manifest: {Path(out) / 'manifest.json'}",
+        + f"\nresults: {Path(s.out_dir) / 'labels'}/  errors: {Path(s.out_dir) / 'errors'}/  "
+          f"manifest: {Path(s.out_dir) / 'manifest.json'}"
+        + (f"\nthis is {s.shard}: once every shard has finished, `batchser merge {out}` makes one dataset in {out}"
+           if s.shard else ""),
         err=True,
     )
     if s.n_failed_total:
@@ -197,9 +200,9 @@ def _time_split(s) -> str:
     """'; time in model 91%, waiting for audio 6%, writing 3%' (of the processing loop)."""
     parts = (("model", s.model_seconds), ("waiting for audio", s.loader_wait_seconds), ("writing", s.write_seconds))
     total = sum(v for _, v in parts)
-    if total <= 0:
+    if total <= 0 or s.model_seconds <= 0:  # nothing ran (a resume with nothing left to do)
         return ""
-    return "; time in " + ", ".join(f"{k} {v / total:.0%}" for k, v in parts)
+    return "; time in " + ", ".join(f"{k} {v / total:.0%}" for k, v in parts) + " (of the processing loop)"
 
 
 @main.command()

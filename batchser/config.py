@@ -64,6 +64,8 @@ class RunSummary:
     n_failed_total: int = 0  # input utterances in errors/ after the run, this run's and earlier runs'
     n_read_warnings: int = 0  # the reader's warnings (bad side-table lines, ignored duplicates, ...)
     oom_backoffs: List[dict] = field(default_factory=list)  # each time out-of-memory lowered the batch budget
+    out_dir: Optional[str] = None  # where this run wrote (a shard's own directory with --shard)
+    shard: Optional[str] = None  # shard-IIII-of-NNNN, or None
 
     @property
     def padding_efficiency(self) -> Optional[float]:
@@ -72,5 +74,5 @@ class RunSummary:
     def add(self, other: "RunSummary") -> None:
         """Add the counts and times of ``other`` (one device's share) to these."""
         for f in fields(self):
-            if f.name not in ("n_input", "n_skipped", "wall_seconds", "n_failed_total", "n_read_warnings"):
+            if f.name not in ("n_input", "n_skipped", "wall_seconds", "n_failed_total", "n_read_warnings", "out_dir", "shard"):
                 setattr(self, f.name, getattr(self, f.name) + getattr(other, f.name))

@@ -63,6 +63,7 @@ def _features(corpus, out_dir: str, *, t0: float, num_workers: int, pipe_timeout
                 s.audio_seconds += dur
     finally:
         writer.flush()
+    writer.ensure_errors_part()
     write_explanations(out_dir, table=layout.FEATURES)
     inputs = {u.utt_id for u in corpus.utterances} | {e.utt_id for e in corpus.errors}
     s.n_failed_total = len(writer.error_ids & inputs)

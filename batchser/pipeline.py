@@ -53,9 +53,14 @@ class Processed:
 
 
 def process(backend: Backend, writer: OutputWriter, todo: List[Utterance], *, cfg: RunConfig, device: str,
-            with_ref: bool, progress: Optional[Progress] = None, n_devices: int = 1) -> Processed:
+            with_ref: bool, progress: Optional[Progress] = None, n_devices: int = 1,
+            summary: Optional[RunSummary] = None) -> Processed:
     """Decode, batch and run ``todo`` on one device (of ``n_devices`` running at once), writing
-    through ``writer``."""
+    through ``writer``.
+
+    ``summary`` (new when not given) is filled as batches finish, so that a run stopped half
+    way (a signal, a full disk) still reports what it did; the returned ``Processed`` holds it.
+    """
     frames = cfg.granularity == "frame"
     batch_seconds, max_batch = batch_limits(device, cfg.batch_seconds, cfg.max_batch_size)
     batches = make_batches([probe_duration(u) for u in todo], batch_seconds, max_batch)
@@ -64,7 +69,7 @@ def process(backend: Backend, writer: OutputWriter, todo: List[Utterance], *, cf
                          features=cfg.features == "prosody",
                          num_decoders=decoder_count(cfg.num_workers, device, n_devices),
                          pipe_max_bytes=int(cfg.pipe_max_mb * (1 << 20)))
-    s = RunSummary()
+    s = summary if summary is not None else RunSummary()
     budget = MemoryBudget()
     s.oom_backoffs = budget.events
     clock = time.perf_counter

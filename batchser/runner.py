@@ -22,6 +22,7 @@ from .policy import batch_limits, parse_devices, resolve_dtype
 from .shards import Shard, assign, parse_shard
 from .store import (OutputLock, OutputWriter, check_claimable, clear_ours, committed_ids, layout, shard_dir,
                     write_explanations)
+from .store.merging import SHARD_DIR_RE
 from .store.manifest import run_manifest, run_settings
 
 __all__ = ["RunConfig", "RunStopped", "RunSummary", "run"]
@@ -44,6 +45,11 @@ def select_shard(corpus: Corpus, cfg: RunConfig, out: Path, log: Log) -> Tuple[O
     share = assign(ids, [u.duration for u in corpus.utterances] + [0.0] * len(corpus.errors), shard.count)
     corpus.utterances = [u for u in corpus.utterances if share[u.utt_id] == shard.index]
     corpus.errors = [e for e in corpus.errors if share[e.utt_id] == shard.index]
+    other = sorted({m.group(2) for p in (out / layout.SHARDS).glob("shard-*")
+                    if (m := SHARD_DIR_RE.match(p.name)) and int(m.group(2)) != shard.count})
+    if other:
+        raise ValueError(f"{out / layout.SHARDS} holds shards of a split into {', '.join(str(int(n)) for n in other)}, "
+                         f"not {shard.count}: one OUT takes one array size (use another --out, or the same N)")
     out = shard_dir(out, shard.name)
     log(f"shard {shard.index}/{shard.count}: {corpus.n_input} utterances -> {out}")
     return shard, out
@@ -140,7 +146,8 @@ def _run_locked(cfg: RunConfig, corpus: Corpus, shard: Optional[Shard], out: Pat
     if cfg.overwrite:  # after every check: the run is known to go ahead
         kept = clear_ours(out)
         if kept:
-            log(f"--overwrite: kept {len(kept)} entries batchser did not write in {out}: {', '.join(kept[:10])}")
+            log(f"--overwrite: kept what batchser did not write in {out} ({len(kept)}): {', '.join(kept[:10])}"
+                + (", ..." if len(kept) > 10 else ""))
     with_ref = any(u.ref_label is not None for u in corpus.utterances)
     writer_args = dict(labels=labels, model_id=info.id, emb_dtype=cfg.emb_dtype,
                        frames=cfg.granularity == "frame", with_ref=with_ref, part_size=cfg.part_size,
@@ -150,9 +157,11 @@ def _run_locked(cfg: RunConfig, corpus: Corpus, shard: Optional[Shard], out: Pat
     if cfg.retry_errors:
         writer.drop_errors()
     todo, n_err, n_skip = settle_read_errors(corpus, writer)
-    s = RunSummary(n_input=corpus.n_input, n_errors=n_err, n_skipped=n_skip, n_read_warnings=len(corpus.warnings))
+    s = RunSummary(n_input=corpus.n_input, n_errors=n_err, n_skipped=n_skip, n_read_warnings=len(corpus.warnings),
+                   out_dir=str(out), shard=shard.name if shard else None)
     if s.n_skipped:
-        log(f"resuming: {s.n_skipped} utterance(s) already done in {out}, {len(todo)} to go")
+        log(f"resuming: {s.n_skipped} utterance(s) already finished in {out} (results or errors), "
+            f"{len(todo)} to run" + (f"; {n_err} unreadable ones listed in errors/ again" if n_err else ""))
     n_dec = decoder_count(cfg.num_workers, devices[0], len(devices))
     todo, bad, cached = cache_shared_recordings(todo, out / layout.CACHE, pipe_timeout=cfg.pipe_timeout,
                                                 num_decoders=n_dec, pipe_max_bytes=int(cfg.pipe_max_mb * (1 << 20)))
@@ -161,11 +170,13 @@ def _run_locked(cfg: RunConfig, corpus: Corpus, shard: Optional[Shard], out: Pat
         s.n_errors += 1
 
     bar = _ProgressBar(len(todo), cfg.progress)
-    done = Processed(RunSummary(), 0, *batch_limits(devices[0], cfg.batch_seconds, cfg.max_batch_size))
+    live = RunSummary()  # filled batch by batch: what an interrupted run did is still reported
+    done = Processed(live, 0, *batch_limits(devices[0], cfg.batch_seconds, cfg.max_batch_size))
     status = "stopped"
     try:
         if len(devices) == 1:
-            done = process(backend, writer, todo, cfg=cfg, device=devices[0], with_ref=with_ref, progress=bar)
+            done = process(backend, writer, todo, cfg=cfg, device=devices[0], with_ref=with_ref, progress=bar,
+                           summary=live)
         else:
             from .devices import run_on_devices
 
@@ -173,12 +184,12 @@ def _run_locked(cfg: RunConfig, corpus: Corpus, shard: Optional[Shard], out: Pat
             del backend
             done = run_on_devices(cfg, devices, dtype=dtype, todo=todo, writer_args=writer_args, with_ref=with_ref,
                                   on_progress=bar, log=log)
-        s.add(done.summary)
         status = "stopped" if done.failures else "complete"
     except KeyboardInterrupt:  # Ctrl-C, or SIGTERM through procs.terminate_as_interrupt
         status = "interrupted"
         raise
     finally:
+        s.add(done.summary)
         bar.close()
         for w in s.warnings:
             log(f"warning: {w}")
@@ -212,7 +223,11 @@ def _finish(cfg: RunConfig, out: Path, writer: OutputWriter, s: RunSummary, *, s
     inputs = {u.utt_id for u in corpus.utterances} | {e.utt_id for e in corpus.errors}
     s.n_failed_total = len(err_ids & inputs)
     warnings = [w.message for w in corpus.warnings] + s.warnings
+    if status != "complete":
+        log(f"{status}: {len(ok_ids)} results and {len(err_ids)} errors are committed in {out}; "
+            "run the same command again to resume")
     try:
+        writer.ensure_errors_part()  # errors/*.parquet always matches, with the full schema
         if cfg.features == "prosody":
             write_explanations(out)
         writer.write_manifest(run_manifest(

@@ -96,7 +96,10 @@ def test_two_concurrent_runs_never_duplicate_rows(e2v_dir, tmp_path, make_corpus
                           stderr=subprocess.PIPE, text=True)
     p2 = subprocess.Popen(cmd(d, out, e2v_dir, "--num-workers", "0", "--part-size", "5", "-q"), cwd=REPO,
                           stderr=subprocess.PIPE, text=True)
-    e1, e2 = p1.communicate(timeout=300)[1], p2.communicate(timeout=300)[1]
+    try:
+        e1, e2 = p1.communicate(timeout=300)[1], p2.communicate(timeout=300)[1]
+    finally:
+        p1.kill(), p2.kill()
     codes = sorted([p1.returncode, p2.returncode])
     assert codes == [0, 2], (e1, e2)
     assert "in use" in (e1 + e2)
@@ -153,9 +156,13 @@ def test_overwrite_removes_only_what_batchser_wrote(e2v_dir, tmp_path, make_corp
     out = tmp_path / "o"
     assert run_cli("run", d, "--out", out, "--model", e2v_dir, "--num-workers", "0", "-q")[0] == 0
     (out / "my_notes.txt").write_text("keep me")
+    (out / "labels" / "my_analysis.csv").write_text("inside one of batchser's folders")
+    (out / "eval").mkdir()
+    (out / "eval" / "my_table.tex").write_text("mine too")
     code, msg = run_cli("run", d, "--out", out, "--model", e2v_dir, "--num-workers", "0", "--overwrite")
     assert code == 0 and (out / "my_notes.txt").read_text() == "keep me"
-    assert "my_notes.txt" in msg  # said what it kept
+    assert (out / "labels" / "my_analysis.csv").exists() and (out / "eval" / "my_table.tex").exists()
+    assert "my_notes.txt" in msg and "labels/my_analysis.csv" in msg  # said what it kept
     assert sorted(open_results(out).labels.utt_id) == ["a", "b"]
     assert open_results(out).manifest["counts"]["skipped_already_done"] == 0
 
@@ -218,13 +225,19 @@ def test_signal_flushes_writes_manifest_and_exits_128_plus_signal(e2v_dir, tmp_p
         time.sleep(0.05)
     time.sleep(4)
     p.send_signal(sig)
-    _, err = p.communicate(timeout=120)
+    try:
+        _, err = p.communicate(timeout=120)
+    except subprocess.TimeoutExpired:
+        p.kill()
+        raise
     assert p.returncode == code, err
     assert "Traceback" not in err and "interrupted" in err
     man = json.loads((out / "manifest.json").read_text())
     assert man["status"] == "interrupted"
     done = label_ids(out)
     assert man["counts"]["results_total"] == len(done) > 0  # the buffered rows were flushed as a part
+    assert man["counts"]["ok_this_run"] == len(done) and man["audio_hours"] > 0  # what this run did, reported
+    assert f"{len(done)} results" in err
     assert subprocess.run(cmd(d, out, e2v_dir, "--num-workers", "0", "-q"), cwd=REPO).returncode == 0
     assert sorted(label_ids(out)) == [f"u{i:02d}" for i in range(40)]
 
@@ -235,6 +248,28 @@ def test_empty_corpus_exits_2(e2v_dir, tmp_path):
     (d / "wav.scp").write_text("")
     code, msg = run_cli("run", d, "--out", tmp_path / "o", "--model", e2v_dir, "-q")
     assert code == 2 and "no utterances" in msg
+
+
+def test_shard_run_names_its_directory_and_the_merge(e2v_dir, tmp_path, make_corpus):
+    d = make_corpus({"a": 0.5, "b": 0.6, "c": 0.7})
+    out = tmp_path / "o"
+    code, msg = run_cli("run", d, "--out", out, "--model", e2v_dir, "--shard", "0/2", "--num-workers", "0", "-q")
+    assert code == 0 and str(out / "shards" / "shard-0000-of-0002" / "labels") in msg and "batchser merge" in msg
+    code, msg = run_cli("run", d, "--out", out, "--model", e2v_dir, "--shard", "0/3", "--num-workers", "0", "-q")
+    assert code == 2 and "split into 2" in msg and not (out / "shards" / "shard-0000-of-0003").exists()
+
+
+def test_a_run_without_errors_still_has_an_errors_table(e2v_dir, tmp_path, make_corpus):
+    import duckdb
+
+    d = make_corpus({"a": 0.5})
+    out = tmp_path / "o"
+    assert run_cli("run", d, "--out", out, "--model", e2v_dir, "--num-workers", "0", "-q")[0] == 0
+    n = duckdb.connect().execute(f"SELECT count(*) FROM '{out}/errors/*.parquet'").fetchall()[0][0]
+    assert n == 0
+    assert list(open_results(out).errors.columns) == ["utt_id", "stage", "message"]
+    assert run_cli("run", d, "--out", out, "--model", e2v_dir, "--num-workers", "0", "-q")[0] == 0  # resume: one part
+    assert len(list((out / "errors").glob("*.parquet"))) == 1
 
 
 # -- 5. no process left behind, pipes contained -----------------------------------------------

@@ -150,3 +150,31 @@ def test_attention_bias_built_once_per_forward_not_per_layer(e2v_backend, monkey
     again = e2v_backend.forward(wavs)
     assert len(built) == n_layers * len(set(built))
     np.testing.assert_array_equal(again.embeddings, ref.embeddings)
+
+
+def test_decoders_default_to_every_core_on_a_gpu(monkeypatch):
+    import os
+
+    from batchser import loader
+
+    monkeypatch.setattr(os, "sched_getaffinity", lambda _pid: set(range(16)))
+    assert loader.default_decoders("cpu") == 8  # the model shares the cores on a CPU
+    assert loader.default_decoders("cuda:0") == 15  # a GPU waits for audio otherwise
+    assert loader.default_decoders("cuda:0", n_devices=4) == 3
+    assert loader.decoder_count(-1, "cuda:0") == 15 and loader.decoder_count(2, "cuda:0") == 2
+
+
+def test_decoders_hand_waveforms_over_in_shared_memory(tmp_path, make_corpus):
+    from batchser.audio import load_utterance
+    from batchser.corpus import read_corpus
+    from batchser.loader import DecodeDataset, make_loader
+
+    d = make_corpus({"a": 0.5, "b": 0.3})
+    utts = read_corpus(d).utterances
+    item = DecodeDataset(utts, pipe_timeout=10, min_samples=400, shared_memory=True)[0]
+    assert isinstance(item.wave, torch.Tensor)  # what crosses the process boundary: a tensor
+    batches = list(make_loader(utts, [[0, 1]], pipe_timeout=10, min_samples=400, features=False, num_decoders=1))
+    got = {utts[it.index].utt_id: it.wave for it in batches[0]}
+    for u in utts:  # numpy again on this side, equal to decoding in this process
+        assert isinstance(got[u.utt_id], np.ndarray)
+        np.testing.assert_array_equal(got[u.utt_id], load_utterance(u))

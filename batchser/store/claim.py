@@ -2,22 +2,20 @@
 
 Nothing is deleted that batchser did not write: a directory counts as batchser's when it holds
 one of its markers (settings.json, manifest.json, the lock file, shards/), and ``--overwrite``
-removes only the entries of the layout (labels/, embeddings/, ..., manifest.json), keeping
-anything else a user put there.
+removes only the files of the layout (part files inside labels/, embeddings/, ..., eval's
+metrics, manifest.json, ...), keeping anything else a user put there, inside those folders too.
 """
 from __future__ import annotations
 
+import re
 import shutil
 from pathlib import Path
 from typing import List
 
 from . import layout
-from .lock import LOCK_NAME
+from .lock import LOCK_NAME, OutputLock
 
 MARKERS = (layout.SETTINGS, layout.MANIFEST, LOCK_NAME, layout.SHARDS)
-# every entry batchser writes at the top of an output directory (the lock file is kept: it is held)
-OURS = (layout.LABELS, layout.EMBEDDINGS, layout.FRAMES, layout.NPY, layout.ERRORS, layout.FEATURES,
-        layout.CACHE, layout.SHARDS, layout.EVAL, layout.SETTINGS, layout.MANIFEST, layout.EXPLANATIONS)
 
 
 class ForeignDirectory(ValueError):
@@ -40,20 +38,54 @@ def check_claimable(out: Path) -> None:
             "not write: choose another --out")
 
 
-def _ours(name: str) -> bool:
-    return name in OURS or (name.startswith("summary_by_") and name.endswith((".parquet", ".png"))) \
-        or name.startswith(".merge-") or (name.startswith(".") and name.endswith(".tmp"))
+# what batchser writes inside each of its folders (anything else there is the user's)
+_PART = re.compile(r"^\.?part-[A-Za-z0-9-]+\.(parquet|npy)(\.tmp)?$")
+_INSIDE = {
+    layout.LABELS: _PART, layout.EMBEDDINGS: _PART, layout.FRAMES: _PART, layout.ERRORS: _PART,
+    layout.FEATURES: _PART, layout.NPY: re.compile(r"^\.?.+\.npy(\.tmp)?$"),
+    layout.CACHE: re.compile(r"^rec\d+\.wav(\.tmp)?$"),
+    layout.EVAL: re.compile(r"^\.?(metrics\.json|confusion\.png|wer\.json)(\.tmp)?$"),
+}
+_FILES = re.compile(r"^\.?(settings\.json|manifest\.json|explanations\.parquet|summary_by_\w+\.(parquet|png))(\.tmp)?$")
 
 
 def clear_ours(out: Path) -> List[str]:
-    """``--overwrite``: remove what batchser wrote in ``out``; return the names of what was kept."""
+    """``--overwrite``: remove what batchser wrote in ``out`` (its files, inside its folders too,
+    and shards' directories likewise); return the paths, relative to ``out``, of what was kept."""
     out = Path(out)
-    kept = []
+    kept: List[str] = []
     for p in sorted(out.iterdir()) if out.is_dir() else []:
-        if p.name == LOCK_NAME:
+        name = p.name
+        if name == LOCK_NAME:
             continue
-        if _ours(p.name):
-            shutil.rmtree(p) if p.is_dir() and not p.is_symlink() else p.unlink()
+        if p.is_dir() and not p.is_symlink() and name in _INSIDE:
+            for f in sorted(p.iterdir()):
+                if f.is_file() and _INSIDE[name].match(f.name):
+                    f.unlink()
+                else:
+                    kept.append(f"{name}/{f.name}")
+            _rmdir_if_empty(p)
+        elif p.is_dir() and not p.is_symlink() and name == layout.SHARDS:
+            for d in sorted(p.iterdir()):
+                if d.is_dir() and d.name.startswith("shard-"):
+                    with OutputLock(d, command=["batchser", "run", "--overwrite"]):  # not under a running task
+                        kept += [f"{name}/{d.name}/{k}" for k in clear_ours(d)]
+                    (d / LOCK_NAME).unlink(missing_ok=True)
+                    _rmdir_if_empty(d)
+                else:
+                    kept.append(f"{name}/{d.name}")
+            _rmdir_if_empty(p)
+        elif p.is_dir() and not p.is_symlink() and name.startswith(".merge-"):
+            shutil.rmtree(p)
+        elif p.is_file() and _FILES.match(name):
+            p.unlink()
         else:
-            kept.append(p.name)
+            kept.append(name)
     return kept
+
+
+def _rmdir_if_empty(d: Path) -> None:
+    try:
+        d.rmdir()
+    except OSError:
+        pass

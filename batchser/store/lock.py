@@ -72,6 +72,7 @@ class OutputLock:
     def __enter__(self) -> "OutputLock":
         import fcntl
 
+        self.created = not self.out.exists()
         self.out.mkdir(parents=True, exist_ok=True)
         fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
         try:
@@ -111,5 +112,12 @@ class OutputLock:
             os.ftruncate(self.fd, 0)  # no holder any more; the file stays (another may have it open)
         except OSError:
             pass
+        if self.created and [p.name for p in self.out.iterdir()] == [LOCK_NAME]:
+            # a run that stopped before writing anything (model unavailable, ...) leaves no OUT behind
+            self.path.unlink(missing_ok=True)
+            try:
+                self.out.rmdir()
+            except OSError:
+                pass
         os.close(self.fd)  # releases the flock
         self.fd = None

@@ -201,6 +201,14 @@ class PartWriter:
             self.n_errors_written += len(self._errors)
             self._errors = []
 
+    def ensure_errors_part(self) -> None:
+        """An empty errors part with the full schema when there is none, so that a query over
+        ``errors/*.parquet`` (DuckDB, Spark) works on a run without errors too."""
+        if not layout.parts(self.out, layout.ERRORS):
+            name = layout.part_stem(self.namespace, self._next)
+            self._next += 1
+            atomic.save_parquet(self.out / layout.ERRORS / f"{name}.parquet", ERROR_SCHEMA.empty_table())
+
     def write_manifest(self, manifest: Dict) -> None:
         atomic.write_text(self.out / layout.MANIFEST,
                           json.dumps(manifest, indent=2, sort_keys=False, default=str) + "\n")
