@@ -163,17 +163,16 @@ def _run_locked(cfg: RunConfig, corpus: Corpus, shard: Optional[Shard], out: Pat
         log(f"resuming: {s.n_skipped} utterance(s) already finished in {out} (results or errors), "
             f"{len(todo)} to run" + (f"; {n_err} unreadable ones listed in errors/ again" if n_err else ""))
     n_dec = decoder_count(cfg.num_workers, devices[0], len(devices))
-    todo, bad, cached = cache_shared_recordings(todo, out / layout.CACHE, pipe_timeout=cfg.pipe_timeout,
-                                                num_decoders=n_dec, pipe_max_bytes=int(cfg.pipe_max_mb * (1 << 20)))
-    for u, msg in bad:
-        writer.add_error(u.utt_id, "decode", msg)
-        s.n_errors += 1
-
     bar = _ProgressBar(len(todo), cfg.progress)
     live = RunSummary()  # filled batch by batch: what an interrupted run did is still reported
     done = Processed(live, 0, *batch_limits(devices[0], cfg.batch_seconds, cfg.max_batch_size))
-    status = "stopped"
+    status, cached = "stopped", True
     try:
+        todo, bad, cached = cache_shared_recordings(todo, out / layout.CACHE, pipe_timeout=cfg.pipe_timeout,
+                                                    num_decoders=n_dec, pipe_max_bytes=int(cfg.pipe_max_mb * (1 << 20)))
+        for u, msg in bad:
+            writer.add_error(u.utt_id, "decode", msg)
+            s.n_errors += 1
         if len(devices) == 1:
             done = process(backend, writer, todo, cfg=cfg, device=devices[0], with_ref=with_ref, progress=bar,
                            summary=live)
