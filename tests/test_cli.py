@@ -280,7 +280,8 @@ def test_device_spec_errors(e2v_dir, tmp_path, make_corpus):
 def test_killed_device_process_exits_4_and_resume_finishes(e2v_dir, tmp_path, make_corpus):
     """A device process killed (say by the OOM killer): the run ends with exit 4, keeps what was
     committed, and the same command again finishes the rest."""
-    d = make_corpus({f"u{i:02d}": 0.5 + 0.1 * (i % 7) for i in range(30)})
+    # enough work that the kill lands while both device processes still have some
+    d = make_corpus({f"u{i:02d}": 0.5 + 0.1 * (i % 7) for i in range(60)})
     out = tmp_path / "o"
     cmd = [sys.executable, "-m", "batchser", "run", str(d), "--out", str(out), "--model", str(e2v_dir),
            "--devices", "cpu,cpu", "--num-workers", "0", "--part-size", "2", "--max-batch-size", "2", "-q"]
@@ -300,4 +301,4 @@ def test_killed_device_process_exits_4_and_resume_finishes(e2v_dir, tmp_path, ma
     assert "device process" in err
     assert subprocess.run(cmd, cwd=REPO).returncode == 0
     ids = list(open_results(out).labels.utt_id)
-    assert sorted(ids) == [f"u{i:02d}" for i in range(30)] and len(set(ids)) == 30
+    assert sorted(ids) == [f"u{i:02d}" for i in range(60)] and len(set(ids)) == 60
