@@ -234,6 +234,32 @@ def load_utterance(utt: Utterance, pipe_timeout: float = 300.0, min_samples: int
                             pipe_max_bytes=pipe_max_bytes).wave
 
 
+def recording_duration(src: AudioSource, pipe_timeout: float = 300.0, pipe_max_bytes: int = PIPE_MAX_BYTES) -> float:
+    """Seconds of a whole recording: from the header for files (libsndfile, else audioread), by
+    decoding for pipes and ark entries (what Kaldi's get_utt2dur does)."""
+    if src.kind == "file":
+        import soundfile as sf
+
+        try:
+            info = sf.info(src.value)
+            return info.frames / info.samplerate
+        except Exception as e:
+            sf_err = e
+        try:
+            import warnings
+
+            import librosa
+
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                return float(librosa.get_duration(path=src.value))
+        except Exception as e:
+            raise AudioError(f"cannot read the duration of {src.name}: {_why(sf_err)}; "
+                             f"fallback decoder (ffmpeg): {_why(e)}") from e
+    x, sr = _decode_source(src, pipe_timeout, pipe_max_bytes)
+    return x.shape[0] / sr
+
+
 def probe_duration(utt: Utterance) -> Optional[float]:
     """Duration from the file header (no decoding); None when unknown (pipes, arks, odd formats)."""
     if utt.duration is not None:

@@ -321,6 +321,50 @@ def features(input_path, out, audio_root, no_pipes, num_workers):
         sys.exit(EXIT_PARTIAL)
 
 
+@main.command()
+@click.argument("data", metavar="DATA", type=click.Path(exists=True))
+@click.option("--nj", type=int, default=4, show_default=True, help="Processes measuring durations at once.")
+@click.option("--out-dir", type=click.Path(file_okay=False), default=None,
+              help="Write a copy of DATA's text files with the durations here (for a data dir you cannot write).")
+@click.option("--audio-root", type=click.Path(file_okay=False), default=None,
+              help="Resolve relative paths in wav.scp against this directory.")
+@click.option("--no-pipes", is_flag=True, help="Refuse wav.scp entries that run shell commands.")
+@reports_errors
+def prepare(data, nj, out_dir, audio_root, no_pipes):
+    """Compute durations once (utt2dur, and reco2dur with segments), in --nj processes.
+
+    \b
+    Like Kaldi's utils/data/get_utt2dur.sh: file headers are read, pipes and ark entries
+    decoded. With the durations in the data dir, `batchser run --shard I/N` splits the corpus
+    by audio without reading any file's header, and each array task touches only its own
+    share's audio. Existing entries are kept; files are replaced atomically. Exits 1 listing
+    the recordings that could not be measured.
+    """
+    import sys as _sys
+
+    from .prepare import prepare as do_prepare
+
+    last = [0.0]
+
+    def progress(k, n):
+        import time
+
+        if _sys.stderr.isatty() and (time.time() - last[0] > 0.5 or k == n):
+            last[0] = time.time()
+            click.echo(f"\r{k}/{n} recordings measured", err=True, nl=k == n)
+
+    r = do_prepare(data, nj=nj, out_dir=out_dir, audio_root=audio_root, allow_pipes=not no_pipes, progress=progress)
+    for rec, why in r.errors[:20]:
+        click.echo(f"error: {rec}: {why}", err=True)
+    if len(r.errors) > 20:
+        click.echo(f"... and {len(r.errors) - 20} more", err=True)
+    rate = r.measured / r.seconds / max(1, nj) if r.seconds else 0.0
+    click.echo(f"wrote {', '.join(r.written)} in {r.data_dir}: {r.measured} measured ({rate:.0f} per second per "
+               f"process), {r.known} already known, {len(r.errors)} unreadable", err=True)
+    if r.errors:
+        sys.exit(EXIT_PARTIAL)
+
+
 @main.command("make-test-model")
 @click.argument("out_dir", type=click.Path(file_okay=False))
 @click.option("--kind", type=click.Choice(["emotion2vec", "emotion2vec-nohead", "whisper"]), default="emotion2vec",

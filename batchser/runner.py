@@ -13,7 +13,7 @@ import time
 from pathlib import Path
 from typing import Callable, List, Optional, Tuple
 
-from .audio import TARGET_SR, probe_duration
+from .audio import TARGET_SR
 from .config import RunConfig, RunStopped, RunSummary
 from .corpus import Corpus, CorpusError, read_corpus
 from .loader import cache_shared_recordings, decoder_count
@@ -33,16 +33,22 @@ Log = Callable[[str], None]
 def select_shard(corpus: Corpus, cfg: RunConfig, out: Path, log: Log) -> Tuple[Optional[Shard], Path]:
     """Keep only this task's share of ``corpus`` (in place); return the shard and its output dir.
 
-    The split is computed on the whole corpus, so a resubmitted task gets the same share.
+    The split is computed on the whole corpus from what the data dir says (segments, utt2dur,
+    reco2dur: ``batchser prepare`` writes them), so a resubmitted task gets the same share and no
+    task reads a header of another share's files. Utterances of unknown duration count as the
+    median known one (all alike when none is known: shares of equal counts).
     """
     shard = parse_shard(cfg.shard, cfg.num_shards, cfg.shard_index)
     if shard is None:
         return None, out
-    for u in corpus.utterances:
-        if u.duration is None:
-            u.duration = probe_duration(u)
+    durs = [u.duration for u in corpus.utterances]
+    known = sorted(d for d in durs if d is not None)
+    unknown = known[len(known) // 2] if known else 10.0
+    if len(known) < len(durs):
+        log(f"note: {len(durs) - len(known)} of {len(durs)} utterances have no known duration: shards are balanced "
+            "by count for them (run `batchser prepare DATA` once for duration-balanced shards)")
     ids = [u.utt_id for u in corpus.utterances] + [e.utt_id for e in corpus.errors]
-    share = assign(ids, [u.duration for u in corpus.utterances] + [0.0] * len(corpus.errors), shard.count)
+    share = assign(ids, durs + [0.0] * len(corpus.errors), shard.count, unknown=unknown)
     corpus.utterances = [u for u in corpus.utterances if share[u.utt_id] == shard.index]
     corpus.errors = [e for e in corpus.errors if share[e.utt_id] == shard.index]
     other = sorted({m.group(2) for p in (out / layout.SHARDS).glob("shard-*")
