@@ -146,13 +146,18 @@ def main() -> None:
 @click.option("--overwrite", is_flag=True, help="Start again: remove what batchser wrote in OUT (never other "
                                                 "files) instead of resuming it.")
 @click.option("--retry-errors", is_flag=True, help="When resuming, run the utterances in errors/ again.")
-@click.option("--quiet", "-q", is_flag=True, help="No progress bar, notes or warnings (the final summary stays; "
-                                                   "warnings are kept in the manifest).")
+@click.option("--progress-every", type=float, default=30.0, show_default=True, metavar="SECONDS",
+              help="When stderr is not a terminal (a SLURM log), a progress line this often: done/total, hours, "
+                   "x real time, ETA, errors (0: none). On a terminal a progress bar instead.")
+@click.option("--log-file", type=click.Path(dir_okay=False), default=None,
+              help="Also append notes, warnings, progress lines and the summary to this file.")
+@click.option("--quiet", "-q", is_flag=True, help="No progress, notes or warnings, and no third-party progress bars "
+                                                   "(the final summary stays; warnings are kept in the manifest).")
 @reports_errors
 def run(input_path, out, model, hub, backend, device, dtype, batch_seconds, max_batch_size, num_workers, max_seconds,
         long_audio, features,
         granularity, emb_dtype, npy_layout, audio_root, no_pipes, pipe_timeout, pipe_max_mb, part_size, shard, num_shards,
-        shard_index, resume, overwrite, retry_errors, quiet):
+        shard_index, resume, overwrite, retry_errors, progress_every, log_file, quiet):
     """Label every utterance of PATH (a wav.scp or a Kaldi data dir) and write OUT.
 
     \b
@@ -172,13 +177,16 @@ def run(input_path, out, model, hub, backend, device, dtype, batch_seconds, max_
         granularity=granularity, emb_dtype=emb_dtype, npy_layout=npy_layout, audio_root=audio_root, allow_pipes=not no_pipes,
         pipe_timeout=pipe_timeout, pipe_max_mb=pipe_max_mb, part_size=part_size, shard=shard, num_shards=num_shards,
         shard_index=shard_index, overwrite=overwrite, retry_errors=retry_errors,
-        progress=not quiet, argv=list(sys.argv),
+        progress=not quiet, progress_every=progress_every, argv=list(sys.argv),
     )
-    log = (lambda *_: None) if quiet else (lambda m: click.echo(m, err=True))
+    if quiet:
+        _silence_third_party_bars()
+    echo = _echo_to(log_file)
+    log = (lambda *_: None) if quiet else echo
     s = do_run(cfg, log=log)
     pe = s.padding_efficiency
     n_warn = len(s.warnings) + s.n_read_warnings
-    click.echo(
+    echo(
         f"done: {s.n_ok} ok, {s.n_errors} errors, {s.n_skipped} already done"
         + (f" ({s.n_failed_total} in errors/ in all)" if s.n_failed_total != s.n_errors else "")
         + (f", {n_warn} warnings (listed in the manifest)" if n_warn else "") + "; "
@@ -189,11 +197,30 @@ def run(input_path, out, model, hub, backend, device, dtype, batch_seconds, max_
         + f"\nresults: {Path(s.out_dir) / 'labels'}/  errors: {Path(s.out_dir) / 'errors'}/  "
           f"manifest: {Path(s.out_dir) / 'manifest.json'}"
         + (f"\nthis is {s.shard}: once every shard has finished, `batchser merge {out}` makes one dataset in {out}"
-           if s.shard else ""),
-        err=True,
-    )
+           if s.shard else ""))
     if s.n_failed_total:
         sys.exit(EXIT_PARTIAL)
+
+
+def _echo_to(log_file):
+    """A log function: stderr, and appended to ``log_file`` when given (flushed line by line)."""
+    def echo(m: str) -> None:
+        click.echo(m, err=True)
+        if log_file:
+            with open(log_file, "a", encoding="utf-8") as f:
+                f.write(m + "\n")
+
+    return echo
+
+
+def _silence_third_party_bars() -> None:
+    """-q: no download or "Loading weights" bars from huggingface_hub / transformers either."""
+    import os
+
+    os.environ["HF_HUB_DISABLE_PROGRESS_BARS"] = "1"
+    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+    if "transformers" in sys.modules:
+        sys.modules["transformers"].utils.logging.disable_progress_bar()
 
 
 def _time_split(s) -> str:

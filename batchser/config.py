@@ -36,6 +36,7 @@ class RunConfig:
     overwrite: bool = False
     retry_errors: bool = False
     progress: bool = True
+    progress_every: float = 30.0  # seconds between progress lines when stderr is not a terminal (0: none)
     argv: List[str] = field(default_factory=list)
 
 

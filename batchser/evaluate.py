@@ -170,6 +170,8 @@ def evaluate(out_dir: str, ref: Optional[str] = None, label_map: Optional[str] =
         mm = metrics([y_true[i] for i in idx], [y_pred[i] for i in idx])
         by_spk[s] = {k: mm[k] for k in ("n", "WA", "UA", "macro_f1")}
     m["per_speaker"] = by_spk
+    model = res.manifest.get("model") or {}
+    m["model"] = {"id": model.get("id"), "test_model": bool(model.get("test_model"))}
     ed = Path(eval_dir) if eval_dir else Path(out_dir) / layout.EVAL
     ed.mkdir(parents=True, exist_ok=True)
     (ed / "metrics.json").write_text(json.dumps(m, indent=2) + "\n", encoding="utf-8")
@@ -205,7 +207,9 @@ def plot_confusion(cm: np.ndarray, rows: List[str], cols: List[str], path: Path,
 
 
 def format_report(m: Dict) -> str:
-    lines = [f"utterances evaluated: {m['n']}   WA {m['WA']:.4f}   UA {m['UA']:.4f}   "
+    warn = (["NOTE: these predictions come from a random-weight TEST model: the figures test the plumbing, "
+             "they say nothing about accuracy", ""] if m.get("model", {}).get("test_model") else [])
+    lines = warn + [f"utterances evaluated: {m['n']}   WA {m['WA']:.4f}   UA {m['UA']:.4f}   "
              f"macro-F1 {m['macro_f1']:.4f}   weighted-F1 {m['weighted_f1']:.4f}",
              "", f"{'class':<14}{'precision':>10}{'recall':>10}{'f1':>10}{'support':>10}"]
     for c, v in m["per_class"].items():

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import errno
 import shutil
-import sys
 import time
 from pathlib import Path
 from typing import Callable, List, Optional, Tuple
@@ -18,6 +17,7 @@ from .config import RunConfig, RunStopped, RunSummary
 from .corpus import Corpus, CorpusError, read_corpus
 from .loader import cache_shared_recordings, decoder_count
 from .pipeline import Processed, process, settle_read_errors
+from .progress import Progress
 from .policy import batch_limits, parse_devices, resolve_dtype
 from .shards import Shard, assign, parse_shard
 from .store import (OutputLock, OutputWriter, check_claimable, clear_ours, committed_ids, layout, shard_dir,
@@ -59,31 +59,6 @@ def select_shard(corpus: Corpus, cfg: RunConfig, out: Path, log: Log) -> Tuple[O
     out = shard_dir(out, shard.name)
     log(f"shard {shard.index}/{shard.count}: {corpus.n_input} utterances -> {out}")
     return shard, out
-
-
-class _ProgressBar:
-    """A tqdm bar on a terminal (utterances, x real time, audio hours per second); silent elsewhere."""
-
-    def __init__(self, total: int, enabled: bool):
-        self.bar = None
-        self.t0 = time.time()
-        self.audio = 0.0
-        if enabled and sys.stderr.isatty():
-            from tqdm import tqdm
-
-            self.bar = tqdm(total=total, unit="utt", desc="batchser")
-
-    def __call__(self, n: int, secs: float = 0.0) -> None:
-        self.audio += secs
-        if self.bar is not None:
-            el = max(time.time() - self.t0, 1e-9)
-            self.bar.set_postfix_str(f"{self.audio / el:.1f}x real time, {self.audio / 3600 / el:.4f} audio h/s",
-                                     refresh=False)
-            self.bar.update(n)
-
-    def close(self) -> None:
-        if self.bar is not None:
-            self.bar.close()
 
 
 def _load_model(cfg: RunConfig, devices: List[str], dtype: str, log: Log):
@@ -169,8 +144,9 @@ def _run_locked(cfg: RunConfig, corpus: Corpus, shard: Optional[Shard], out: Pat
         log(f"resuming: {s.n_skipped} utterance(s) already finished in {out} (results or errors), "
             f"{len(todo)} to run" + (f"; {n_err} unreadable ones listed in errors/ again" if n_err else ""))
     n_dec = decoder_count(cfg.num_workers, devices[0], len(devices))
-    bar = _ProgressBar(len(todo), cfg.progress)
     live = RunSummary()  # filled batch by batch: what an interrupted run did is still reported
+    bar = Progress(len(todo), enabled=cfg.progress, every=cfg.progress_every, log=log,
+                   errors=lambda: s.n_errors + live.n_errors)
     done = Processed(live, 0, *batch_limits(devices[0], cfg.batch_seconds, cfg.max_batch_size))
     status, cached = "stopped", True
     try:

@@ -151,3 +151,18 @@ def test_ravdess_prep_matches_shared_corpus(tmp_path):
         assert (tmp_path / "d" / name).read_text() == (RAVDESS / name).read_text()
     ours = [l.split()[0] for l in (tmp_path / "d" / "wav.scp").read_text().splitlines()]
     assert ours == [l.split()[0] for l in (RAVDESS / "wav.scp").read_text().splitlines()]
+
+
+def test_eval_says_when_the_model_was_a_test_model(e2v_dir, tmp_path, make_corpus):
+    from click.testing import CliRunner
+
+    from batchser.cli import main
+
+    d = make_corpus({"a": 0.5, "b": 0.6}, extra={"utt2emo": "a happy\nb sad\n"})
+    r = CliRunner().invoke(main, ["run", str(d), "--out", str(tmp_path / "o"), "--model", str(e2v_dir),
+                                  "--num-workers", "0", "-q"])
+    assert r.exit_code == 0
+    r = CliRunner().invoke(main, ["eval", str(tmp_path / "o"), "--no-plot"])
+    assert r.exit_code == 0 and "random-weight TEST model" in r.output
+    m = evaluate(str(tmp_path / "o"), plot=False)
+    assert m["model"]["test_model"] is True

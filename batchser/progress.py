@@ -1,0 +1,67 @@
+"""Progress of a run where people look: a bar on a terminal, plain lines in a log file.
+
+A SLURM task's stderr is a file: a tqdm bar there is either absent or a smear of carriage
+returns. Off a terminal, one line every ``every`` seconds says utterances done of the total,
+hours of audio, x real time, the ETA and the errors so far.
+"""
+from __future__ import annotations
+
+import sys
+import time
+from typing import Callable, Optional
+
+
+def _hms(s: float) -> str:
+    s = int(max(0, s))
+    return f"{s // 3600}:{s % 3600 // 60:02d}:{s % 60:02d}"
+
+
+class Progress:
+    """``progress(n_utterances, audio_seconds)`` after each batch; ``close()`` at the end.
+
+    Args:
+        total: utterances to process.
+        enabled: False for ``-q``.
+        every: seconds between plain lines off a terminal (0: none).
+        log: where plain lines go (stderr, and the ``--log-file``).
+        errors: the number of error rows so far (for the lines).
+    """
+
+    def __init__(self, total: int, *, enabled: bool, every: float = 30.0, log: Callable[[str], None] = print,
+                 errors: Optional[Callable[[], int]] = None):
+        self.total, self.every, self.log, self.errors = total, every, log, errors
+        self.t0 = self.last = time.time()
+        self.done = 0
+        self.audio = 0.0
+        self.bar = None
+        self.lines = enabled and every > 0 and total > 0
+        if enabled and sys.stderr.isatty():
+            from tqdm import tqdm
+
+            self.bar = tqdm(total=total, unit="utt", desc="batchser")
+            self.lines = False
+
+    def __call__(self, n: int, secs: float = 0.0) -> None:
+        self.done += n
+        self.audio += secs
+        el = max(time.time() - self.t0, 1e-9)
+        if self.bar is not None:
+            self.bar.set_postfix_str(f"{self.audio / el:.1f}x real time, {self.audio / 3600 / el:.4f} audio h/s",
+                                     refresh=False)
+            self.bar.update(n)
+        elif self.lines and time.time() - self.last >= self.every:
+            self.last = time.time()
+            self.log(self.line())
+
+    def line(self) -> str:
+        el = max(time.time() - self.t0, 1e-9)
+        eta = (self.total - self.done) * el / self.done if self.done else float("nan")
+        err = self.errors() if self.errors is not None else None
+        return (f"progress: {self.done}/{self.total} utterances ({self.done / self.total:.1%}), "
+                f"{self.audio / 3600:.2f} h of audio, {self.audio / el:.1f}x real time, elapsed {_hms(el)}, "
+                + (f"ETA {_hms(eta)}" if eta == eta else "ETA unknown")
+                + (f", {err} errors" if err is not None else ""))
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
