@@ -237,13 +237,22 @@ def format_report(m: Dict) -> str:
     return "\n".join(lines)
 
 
+SUMMARY_TOP_GROUPS = 40  # groups drawn one by one in summary_by_*.png; the rest are one "other" bar
+
+
 def summarize(out_dir: str, by: str = "spk", png: bool = False) -> Tuple[Path, "object"]:
-    """Per-speaker or per-recording label distribution and mean class scores, as Parquet."""
+    """Per-speaker or per-recording label distribution and mean class scores, as Parquet.
+
+    The ``n_<class>`` / ``frac_<class>`` / ``mean_score_<class>`` columns are those of every class
+    the model has (from the manifest), whether or not it was predicted, so that tables of several
+    runs line up. The PNG shows the largest groups one by one and the rest as one "other" bar.
+    """
     import pandas as pd
 
     from .store import open_results
 
-    df = open_results(out_dir).labels
+    res = open_results(out_dir)
+    df = res.labels
     key = {"spk": "spk", "rec": "rec_id"}[by]
     if df.empty:
         raise ValueError(f"{out_dir} has no results to summarise")
@@ -251,29 +260,55 @@ def summarize(out_dir: str, by: str = "spk", png: bool = False) -> Tuple[Path, "
         raise ValueError(f"no {by} information in {out_dir} (run with an utt2spk to summarise by speaker)")
     g = df.groupby(key)
     out = pd.DataFrame({"utterances": g.size(), "hours": g.duration.sum() / 3600.0})
+    classes = (res.manifest.get("model") or {}).get("labels") or \
+        [c[len("score_"):] for c in df.columns if c.startswith("score_")]
     if df.label.notna().any():
-        counts = pd.crosstab(df[key], df.label)
-        for c in counts.columns:
+        counts = pd.crosstab(df[key], df.label).reindex(columns=classes, fill_value=0)
+        for c in classes:
             out[f"n_{c}"] = counts[c]
             out[f"frac_{c}"] = counts[c] / out.utterances
         out["top_label"] = counts.idxmax(axis=1)
-        for c in [c for c in df.columns if c.startswith("score_")]:
-            out[f"mean_{c}"] = g[c].mean()
+        for c in classes:
+            if f"score_{c}" in df.columns:
+                out[f"mean_score_{c}"] = g[f"score_{c}"].mean()
     out = out.reset_index()
     path = layout.summary_path(Path(out_dir), by)
     out.to_parquet(path, index=False)
     if png and df.label.notna().any():
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-
-        fr = out.set_index(key)[[c for c in out.columns if c.startswith("frac_")]]
-        fr.columns = [c[5:] for c in fr.columns]
-        ax = fr.plot.bar(stacked=True, figsize=(max(4, 0.5 * len(fr) + 2), 4), colormap="tab10")
-        ax.set_ylabel("fraction of utterances")
-        ax.legend(loc="center left", bbox_to_anchor=(1, 0.5), fontsize=8)
-        plt.tight_layout()
-        plt.savefig(layout.summary_path(Path(out_dir), by, ".png"), dpi=120)
-        plt.close()
+        plot_summary(out, key=key, classes=classes, what={"spk": "speaker", "rec": "recording"}[by],
+                     path=layout.summary_path(Path(out_dir), by, ".png"))
     return path, out
+
+
+def plot_summary(out, *, key: str, classes: List[str], what: str, path: Path,
+                 top: int = SUMMARY_TOP_GROUPS) -> None:
+    """Stacked horizontal bars of each group's label fractions, the largest groups first; a
+    readable size for 3 groups or 30,000 (at most ``top`` + 1 bars)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import pandas as pd
+
+    t = out.sort_values(["utterances", key], ascending=[False, True])
+    shown = t.head(top)
+    n_cols = [f"n_{c}" for c in classes]
+    fr = shown.set_index(key)[n_cols].astype(float)
+    fr.index = [f"{k} ({n})" for k, n in zip(fr.index, shown.utterances)]
+    rest = t.iloc[top:]
+    if len(rest):
+        fr.loc[f"other {len(rest)} {what}s ({int(rest.utterances.sum())})"] = rest[n_cols].sum().astype(float).values
+    fr = fr.div(fr.sum(axis=1).where(lambda x: x > 0, 1), axis=0)
+    fr.columns = classes
+    fig, ax = plt.subplots(figsize=(9, min(2 + 0.28 * len(fr), 14)))
+    fr.iloc[::-1].plot.barh(stacked=True, ax=ax, colormap="tab10", width=0.8)
+    ax.set_xlim(0, 1)
+    ax.set_xlabel("fraction of the group's utterances")
+    ax.set_ylabel(f"{what} (utterances)")
+    ax.set_title(f"Predicted labels by {what}: {len(t)} {what}s, {int(t.utterances.sum())} utterances"
+                 + (f" (largest {top} shown, the rest as one bar)" if len(rest) else ""), fontsize=10)
+    ax.tick_params(axis="y", labelsize=7 if len(fr) > 20 else 9)
+    ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1), fontsize=8, title="label")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)

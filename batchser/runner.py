@@ -102,6 +102,11 @@ def run(cfg: RunConfig, log: Log = print) -> RunSummary:
     corpus = read_corpus(cfg.input, audio_root=cfg.audio_root, allow_pipes=cfg.allow_pipes)
     if corpus.n_input == 0:
         raise CorpusError(f"{corpus.wav_scp}: no utterances (the file is empty or holds only blank lines)")
+    if not corpus.utterances:  # nothing to run: say why at once, without loading a model
+        shown = "\n  ".join(e.message for e in corpus.errors[:5])
+        raise CorpusError(f"no utterance of {cfg.input} is usable ({len(corpus.errors)} problems), e.g.:\n  {shown}"
+                          f"\ncheck the corpus with `batchser info {cfg.input}` (relative paths resolve against "
+                          "the current directory, or --audio-root)")
     for w in corpus.warnings:
         log(f"warning: {w.message}")
     top = Path(cfg.out)

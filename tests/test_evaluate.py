@@ -166,3 +166,26 @@ def test_eval_says_when_the_model_was_a_test_model(e2v_dir, tmp_path, make_corpu
     assert r.exit_code == 0 and "random-weight TEST model" in r.output
     m = evaluate(str(tmp_path / "o"), plot=False)
     assert m["model"]["test_model"] is True
+
+
+def test_summary_columns_are_every_class_and_the_plot_stays_readable(tmp_path):
+    from PIL import Image
+
+    labels = ["angry", "happy", "neutral", "sad"]
+    w = OutputWriter(tmp_path / "o", labels, "m", settings={"labels": labels})
+    rng = np.random.default_rng(0)
+    rows = []
+    for i in range(1200):  # 1,200 recordings, 'sad' never predicted
+        p = rng.dirichlet([1, 1, 1, 0.01])
+        p[3] = 0.0
+        p /= p.sum()
+        rows.append({"utt_id": f"u{i}", "rec_id": f"rec{i % 1200:04d}", "spk": None, "start": 0.0, "end": 1.0,
+                     "duration": 1.0, "label": labels[int(p.argmax())], "score": float(p.max()),
+                     **{f"score_{l}": float(v) for l, v in zip(labels, p)}})
+    w.add(rows, np.zeros((1200, 2), np.float32))
+    w.flush()
+    w.write_manifest({"model": {"labels": labels}})
+    path, df = summarize(str(tmp_path / "o"), by="rec", png=True)
+    assert {"n_sad", "frac_sad", "mean_score_sad"} <= set(df.columns) and (df.n_sad == 0).all()
+    im = Image.open(tmp_path / "o" / "summary_by_rec.png")
+    assert im.size[0] <= 1200 and im.size[1] <= 1600  # not 72,240 pixels wide

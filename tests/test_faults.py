@@ -456,3 +456,16 @@ def test_cached_pipe_recording_errors_name_the_pipe(e2v_dir, tmp_path):
     assert code == 1
     e = open_results(tmp_path / "o").errors.set_index("utt_id")
     assert ".cache" not in e.loc["s2", "message"] and f"cat {src}" in e.loc["s2", "message"]
+
+
+def test_a_corpus_with_nothing_usable_stops_before_loading_the_model(tmp_path, monkeypatch):
+    import batchser.models as models
+
+    d = tmp_path / "d"
+    d.mkdir()
+    (d / "wav.scp").write_text("a wav/a.wav\nb wav/b.wav\n")  # paths relative to somewhere else
+    loaded = []
+    monkeypatch.setattr(models, "load_backend", lambda *a, **k: loaded.append(1))
+    code, msg = run_cli("run", d, "--out", tmp_path / "o", "--model", "emotion2vec_plus_base", "-q")
+    assert code == 2 and "no utterance" in msg and "wav.scp:1" in msg and "batchser info" in msg
+    assert not loaded and not (tmp_path / "o").exists()
