@@ -17,7 +17,7 @@ from .policy import batch_limits, threads_per_device
 from .shards import split
 
 
-def _device_main(cfg: RunConfig, device: str, dtype: str, utts: List[Utterance], ns: str,
+def _device_main(cfg: RunConfig, out: str, device: str, dtype: str, utts: List[Utterance], ns: str,
                  writer_args: Dict, with_ref: bool, n_devices: int, counter, result_q) -> None:
     """One device's share, in its own process (spawned: CUDA cannot be forked)."""
     from .procs import set_parent_death_signal, terminate_as_interrupt
@@ -34,7 +34,7 @@ def _device_main(cfg: RunConfig, device: str, dtype: str, utts: List[Utterance],
         from .store import OutputWriter
 
         backend = load_backend(cfg.model, device=device, dtype=dtype, hub=cfg.hub, backend=cfg.backend)
-        writer = OutputWriter(cfg.out, namespace=ns, **writer_args)
+        writer = OutputWriter(out, namespace=ns, **writer_args)
 
         def progress(n, secs):
             with counter.get_lock():
@@ -56,7 +56,7 @@ def _device_main(cfg: RunConfig, device: str, dtype: str, utts: List[Utterance],
         result_q.put((ns, f"{type(e).__name__}: {e}\n{traceback.format_exc()}", None, 0))
 
 
-def run_on_devices(cfg: RunConfig, devices: List[str], *, dtype: str, todo: List[Utterance], writer_args: Dict,
+def run_on_devices(cfg: RunConfig, devices: List[str], *, out: str, dtype: str, todo: List[Utterance], writer_args: Dict,
                    with_ref: bool, on_progress: Optional[Callable[[int], None]] = None,
                    log: Callable[[str], None] = print) -> Processed:
     """Run ``todo`` on ``devices`` at once; the returned summary adds up the devices' summaries."""
@@ -69,7 +69,7 @@ def run_on_devices(cfg: RunConfig, devices: List[str], *, dtype: str, todo: List
     procs = []
     log(f"running on {len(devices)} devices: {', '.join(devices)}")
     for k, (dev, share) in enumerate(zip(devices, shares)):
-        p = ctx.Process(target=_device_main, args=(cfg, dev, dtype, share, f"d{k}", writer_args, with_ref,
+        p = ctx.Process(target=_device_main, args=(cfg, out, dev, dtype, share, f"d{k}", writer_args, with_ref,
                                                    len(devices), counter, result_q), daemon=False)
         p.start()
         procs.append(p)

@@ -168,8 +168,8 @@ def _run_locked(cfg: RunConfig, corpus: Corpus, shard: Optional[Shard], out: Pat
 
             writer.flush()  # read errors committed before the device processes start
             del backend
-            done = run_on_devices(cfg, devices, dtype=dtype, todo=todo, writer_args=writer_args, with_ref=with_ref,
-                                  on_progress=bar, log=log)
+            done = run_on_devices(cfg, devices, out=str(out), dtype=dtype, todo=todo, writer_args=writer_args,
+                                  with_ref=with_ref, on_progress=bar, log=log)
         status = "stopped" if done.failures else "complete"
     except KeyboardInterrupt:  # Ctrl-C, or SIGTERM through procs.terminate_as_interrupt
         status = "interrupted"

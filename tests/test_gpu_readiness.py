@@ -178,3 +178,16 @@ def test_decoders_hand_waveforms_over_in_shared_memory(tmp_path, make_corpus):
     for u in utts:  # numpy again on this side, equal to decoding in this process
         assert isinstance(got[u.utt_id], np.ndarray)
         np.testing.assert_array_equal(got[u.utt_id], load_utterance(u))
+
+
+def test_several_devices_in_a_shard_write_into_the_shards_directory(e2v_dir, tmp_path, make_corpus):
+    """The device processes of a --shard run write into OUT/shards/..., not into OUT itself."""
+    d = make_corpus({f"u{i}": 0.4 + 0.1 * i for i in range(6)})
+    out = tmp_path / "o"
+    for i in range(2):
+        code, msg = run_cli("run", d, "--out", out, "--model", e2v_dir, "--shard", f"{i}/2", "--devices", "cpu,cpu",
+                            "--num-workers", "0", "-q")
+        assert code == 0, msg
+    assert not (out / "labels").exists()
+    assert run_cli("merge", out)[0] == 0
+    assert sorted(open_results(out).labels.utt_id) == [f"u{i}" for i in range(6)]
