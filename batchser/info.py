@@ -10,10 +10,37 @@ from .corpus import Corpus
 BINS = [0, 1, 2, 5, 10, 20, 30, 60, 120, 300, float("inf")]
 
 
+def _probe_headers(corpus: Corpus):
+    """(header facts per file recording, problems): rate/channels/format of every plain file
+    read from its header once; a file whose header libsndfile cannot read (random bytes, 0
+    bytes) is a problem (the run would try ffmpeg, which rarely does better)."""
+    import soundfile as sf
+
+    facts: Dict[str, tuple] = {}
+    problems: Dict[str, str] = {}
+    for u in corpus.utterances:
+        src = u.source
+        if src.kind != "file" or u.rec_id in facts or u.rec_id in problems:
+            continue
+        try:
+            i = sf.info(src.value)
+            if i.frames <= 0:
+                raise ValueError("no audio frames")
+            facts[u.rec_id] = (i.samplerate, i.channels, f"{i.format}/{i.subtype}", i.frames / i.samplerate)
+        except Exception as e:
+            problems[u.rec_id] = f"{u.where}: {src.value}: header unreadable ({str(e).strip() or type(e).__name__})"
+    return facts, problems
+
+
 def summarise(corpus: Corpus, probe: bool = True, max_problems: int = 20) -> Dict:
-    """Counts, hours, duration histogram, speakers, labels and problems of a corpus."""
+    """Counts, hours, duration histogram, speakers, labels and problems of a corpus.
+
+    ``probe``: read every file's header (durations, rate/channel/format histogram, unreadable
+    files counted as unusable); without it only what the data dir says is used.
+    """
+    facts, bad = _probe_headers(corpus) if probe else ({}, {})
     durs: List[Optional[float]] = [
-        (probe_duration(u) if probe else u.duration) for u in corpus.utterances
+        (probe_duration(u) if probe and u.rec_id not in bad else u.duration) for u in corpus.utterances
     ]
     known = [d for d in durs if d is not None]
     hist = Counter()
@@ -25,11 +52,18 @@ def summarise(corpus: Corpus, probe: bool = True, max_problems: int = 20) -> Dic
     spk = Counter(u.spk for u in corpus.utterances if u.spk is not None)
     labels = Counter(u.ref_label for u in corpus.utterances if u.ref_label is not None)
     kinds = Counter(u.source.kind for u in corpus.utterances)
-    problems = [e.message for e in corpus.errors] + [w.message for w in corpus.warnings]
+    problems = [e.message for e in corpus.errors] + list(bad.values()) + [w.message for w in corpus.warnings]
+    n_bad_utts = sum(1 for u in corpus.utterances if u.rec_id in bad)
+    rates = Counter(f[0] for f in facts.values())
+    chans = Counter(f[1] for f in facts.values())
+    fmts = Counter(f[2] for f in facts.values())
     return {
         "path": str(corpus.wav_scp),
-        "utterances": len(corpus.utterances),
-        "unusable": len(corpus.errors),
+        "utterances": len(corpus.utterances) - n_bad_utts,
+        "unusable": len(corpus.errors) + n_bad_utts,
+        "sample_rates": {str(k): v for k, v in sorted(rates.items())},
+        "channels": {str(k): v for k, v in sorted(chans.items())},
+        "formats": dict(sorted(fmts.items())),
         "warnings": len(corpus.warnings),
         "sources": dict(kinds),
         "hours_known": sum(known) / 3600.0,
@@ -49,9 +83,13 @@ def summarise(corpus: Corpus, probe: bool = True, max_problems: int = 20) -> Dic
 def format_text(s: Dict) -> str:
     out = [f"corpus: {s['path']}",
            f"utterances: {s['utterances']} usable, {s['unusable']} unusable, {s['warnings']} warnings",
-           "sources: " + ", ".join(f"{k} {v}" for k, v in sorted(s["sources"].items())),
-           f"audio: {s['hours_known']:.3f} h known" + (f", {s['duration_unknown']} of unknown duration"
-                                                      if s["duration_unknown"] else "")]
+           "sources: " + ", ".join(f"{k} {v}" for k, v in sorted(s["sources"].items()))]
+    if s.get("sample_rates"):
+        out += ["files: " + ", ".join(f"{k} Hz {v}" for k, v in s["sample_rates"].items())
+                + "; " + ", ".join(f"{k} ch {v}" for k, v in s["channels"].items())
+                + "; " + ", ".join(f"{k} {v}" for k, v in s["formats"].items())]
+    out.append(f"audio: {s['hours_known']:.3f} h known"
+               + (f", {s['duration_unknown']} of unknown duration" if s["duration_unknown"] else ""))
     if s["duration_min_s"] is not None:
         out.append(f"duration: min {s['duration_min_s']:.2f} s, max {s['duration_max_s']:.2f} s")
         top = max(b["count"] for b in s["duration_histogram"])

@@ -302,3 +302,21 @@ def test_killed_device_process_exits_4_and_resume_finishes(e2v_dir, tmp_path, ma
     assert subprocess.run(cmd, cwd=REPO).returncode == 0
     ids = list(open_results(out).labels.utt_id)
     assert sorted(ids) == [f"u{i:02d}" for i in range(60)] and len(set(ids)) == 60
+
+
+def test_info_reads_headers_flags_unreadable_files_and_counts_formats(tmp_path):
+    d = tmp_path / "d"
+    d.mkdir()
+    a = write_wav(tmp_path / "a.wav", speechlike(16000, 1))
+    b = write_wav(tmp_path / "b.wav", speechlike(22050, 2, sr=22050), sr=22050)
+    junk = tmp_path / "junk.wav"
+    junk.write_bytes(os.urandom(2000))
+    empty = tmp_path / "empty.wav"
+    empty.write_bytes(b"")
+    (d / "wav.scp").write_text(f"a {a}\nb {b}\nj {junk}\ne {empty}\n")
+    code, out = run_cli("info", d)
+    assert code == 1 and "2 usable, 2 unusable" in out
+    assert "16000 Hz 1" in out and "22050 Hz 1" in out and "1 ch 2" in out and "WAV/FLOAT 2" in out
+    assert "wav.scp:3" in out and "junk.wav" in out and "wav.scp:4" in out
+    code, out = run_cli("info", d, "--no-probe")  # without headers nothing is known to be wrong
+    assert code == 0 and "4 usable" in out
