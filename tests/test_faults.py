@@ -63,6 +63,16 @@ def descendants(pid: int):
     return out
 
 
+def ran_with_one_missing_file(make_corpus, model, tmp_path):
+    """A corpus of one good utterance and one missing file, run once (exit 1): (data dir, OUT)."""
+    d = make_corpus({"a": 0.5})
+    with open(d / "wav.scp", "a") as f:
+        f.write("gone /no/such.wav\n")
+    out = tmp_path / "o"
+    assert run_cli("run", d, "--out", out, "--model", model, "--num-workers", "0", "-q")[0] == 1
+    return d, out
+
+
 # -- 1. one writer per output directory --------------------------------------------------------
 def test_second_run_into_a_locked_out_is_refused_naming_the_holder(e2v_dir, tmp_path, make_corpus):
     from batchser.store.lock import OutputLock
@@ -125,11 +135,7 @@ def test_merge_takes_the_lock_too(e2v_dir, tmp_path, make_corpus):
 def test_refused_retry_errors_keeps_the_error_rows(e2v_dir, tmp_path, make_corpus):
     from batchser.testmodels import make_emotion2vec_dir
 
-    d = make_corpus({"a": 0.5})
-    with open(d / "wav.scp", "a") as f:
-        f.write("gone /no/such.wav\n")
-    out = tmp_path / "o"
-    assert run_cli("run", d, "--out", out, "--model", e2v_dir, "--num-workers", "0", "-q")[0] == 1
+    d, out = ran_with_one_missing_file(make_corpus, e2v_dir, tmp_path)
     other = make_emotion2vec_dir(tmp_path / "other", size="tiny", seed=7)
     code, msg = run_cli("run", d, "--out", out, "--model", other, "--retry-errors", "--num-workers", "0", "-q")
     assert code == 2 and "cannot resume" in msg
@@ -169,11 +175,7 @@ def test_overwrite_removes_only_what_batchser_wrote(e2v_dir, tmp_path, make_corp
 
 # -- 4. exit codes ------------------------------------------------------------------------------
 def test_resume_with_nothing_left_but_errors_exits_1(e2v_dir, tmp_path, make_corpus):
-    d = make_corpus({"a": 0.5})
-    with open(d / "wav.scp", "a") as f:
-        f.write("gone /no/such.wav\n")
-    out = tmp_path / "o"
-    assert run_cli("run", d, "--out", out, "--model", e2v_dir, "--num-workers", "0", "-q")[0] == 1
+    d, out = ran_with_one_missing_file(make_corpus, e2v_dir, tmp_path)
     code, msg = run_cli("run", d, "--out", out, "--model", e2v_dir, "--num-workers", "0", "-q")
     assert code == 1 and "1 in errors" in msg
 
