@@ -1,0 +1,127 @@
+"""batchser from Python: ``batchser.run(...)`` (the CLI's run) and an in-memory recogniser.
+
+    import batchser
+    rec = batchser.EmotionRecognizer(model="/models/e2v", device="cpu")
+    pred = rec.predict(["a.wav", "b.flac"])          # or arrays: rec.predict([x], sampling_rate=8000)
+    pred.labels        # DataFrame: the labels/ columns (utt_id, duration, label, score, score_<class>...)
+    pred.embeddings    # (n, dim) float32, row i = labels row i = input i
+
+``predict`` decodes, buckets and batches exactly as ``batchser run`` does (same decoder, same
+windows for long inputs, same back-ends), so its numbers equal a run's on the same audio.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import List, Optional, Sequence, Union
+
+import numpy as np
+
+from .audio import TARGET_SR, AudioError, decode_utterance, resample
+from .batching import make_batches
+from .config import RunConfig, RunSummary
+from .corpus import AudioSource, Utterance
+from .policy import batch_limits, parse_devices, resolve_dtype
+from .store import prediction_columns, utterance_row
+from .worker import MemoryBudget, run_items
+
+Audio = Union[str, os.PathLike, np.ndarray]
+
+
+def run(inputs: Union[str, os.PathLike], *, out: Union[str, os.PathLike], log=None, **options) -> RunSummary:
+    """``batchser run INPUTS --out OUT`` from Python; ``options`` are RunConfig's fields
+    (``model``, ``device``, ``dtype``, ``shard``, ``features``, ...). Returns the run's summary.
+
+    Raises what the CLI turns into exit codes (CorpusError, ModelNotAvailable, RunStopped, ...).
+    """
+    from .runner import run as _run
+
+    options.setdefault("progress", False)
+    cfg = RunConfig(input=str(inputs), out=str(out), **options)
+    return _run(cfg, log=log or (lambda *_: None))
+
+
+@dataclass
+class Prediction:
+    labels: "object"  # pandas DataFrame, one row per input, in input order
+    embeddings: np.ndarray  # (n, dim) float32
+    frames: Optional[List[np.ndarray]] = None  # per input, T_i x dim (``frames=True``)
+
+
+class EmotionRecognizer:
+    """A loaded model that labels audio in memory, batched like a run.
+
+    Args:
+        model: alias, hub id or local model directory (as ``--model``).
+        device: ``auto``, ``cpu``, ``cuda``, ``cuda:N`` (one device).
+        dtype: ``auto``, ``float32``, ``bfloat16``, ``float16``, ``int8`` (as ``--dtype``).
+        batch_seconds, max_batch_size: batch sizes (default: the device's, as ``run``).
+        max_seconds, long_audio: long inputs, as ``--max-seconds`` / ``--long-audio``.
+    """
+
+    def __init__(self, model: str = "emotion2vec_plus_base", *, device: str = "auto", dtype: str = "auto",
+                 hub: str = "auto", backend: str = "auto", batch_seconds: Optional[float] = None,
+                 max_batch_size: Optional[int] = None, max_seconds: float = 600.0, long_audio: str = "window"):
+        from .models import load_backend
+
+        devices = parse_devices(device)
+        if len(devices) != 1:
+            raise ValueError("EmotionRecognizer runs on one device; use batchser.run(..., device='cuda:0,cuda:1')")
+        self.device = devices[0]
+        self.dtype = resolve_dtype(dtype, self.device)
+        self.backend = load_backend(model, device=self.device, dtype=self.dtype, hub=hub, backend=backend)
+        self.labels = list(self.backend.labels)
+        self.batch_seconds, self.max_batch_size = batch_limits(self.device, batch_seconds, max_batch_size)
+        self.max_seconds, self.long_audio = max_seconds, long_audio
+        self.budget = MemoryBudget()
+
+    def _wave(self, x: Audio, i: int, sampling_rate: Optional[int]) -> np.ndarray:
+        if isinstance(x, np.ndarray):
+            if sampling_rate is None:
+                raise ValueError("arrays need sampling_rate= (their rate in Hz)")
+            a = np.asarray(x, dtype=np.float32)
+            mono = a.mean(axis=1) if a.ndim == 2 else a  # samples x channels, as soundfile reads
+            if not np.all(np.isfinite(mono)):
+                raise AudioError(f"input {i}: audio contains NaN or infinite samples")
+            y = resample(np.ascontiguousarray(mono), int(sampling_rate))
+            if len(y) < self.backend.min_samples:
+                raise AudioError(f"input {i}: audio too short: {len(y)} samples at 16 kHz, the model needs at least "
+                                 f"{self.backend.min_samples}")
+            return y
+        u = Utterance(utt_id=str(i), rec_id=str(i), source=AudioSource("file", str(x)), list_file="input", line=i)
+        return decode_utterance(u, min_samples=self.backend.min_samples).wave
+
+    def predict(self, inputs: Union[Audio, Sequence[Audio]], *, sampling_rate: Optional[int] = None,
+                ids: Optional[Sequence[str]] = None, frames: bool = False) -> Prediction:
+        """Label ``inputs`` (paths, arrays, or a list of them; arrays need ``sampling_rate``).
+
+        Returns a :class:`Prediction` in input order; ``utt_id`` is ``ids[i]``, else the file's
+        stem for a path, else ``"i"``. Raises AudioError naming the input that cannot be decoded.
+        """
+        import pandas as pd
+
+        items = [inputs] if isinstance(inputs, (str, os.PathLike, np.ndarray)) else list(inputs)
+        if ids is not None and len(ids) != len(items):
+            raise ValueError(f"{len(ids)} ids for {len(items)} inputs")
+        names = list(ids) if ids is not None else [
+            Path(x).stem if not isinstance(x, np.ndarray) else str(i) for i, x in enumerate(items)]
+        waves = [self._wave(x, i, sampling_rate) for i, x in enumerate(items)]
+        batches = make_batches([len(w) / TARGET_SR for w in waves], self.batch_seconds, self.max_batch_size)
+        rows: List[Optional[dict]] = [None] * len(waves)
+        embs: List[Optional[np.ndarray]] = [None] * len(waves)
+        frs: List[Optional[np.ndarray]] = [None] * len(waves)
+        for b in batches:
+            res, _, _ = run_items(self.backend, [waves[i] for i in b], frames=frames,
+                                  max_samples=int(self.max_seconds * TARGET_SR), long_audio=self.long_audio,
+                                  budget=self.budget)
+            for i, r in zip(b, res):
+                if r.error is not None:
+                    raise AudioError(f"input {i} ({names[i]}): {r.error}")
+                u = Utterance(utt_id=names[i], rec_id=names[i], source=AudioSource("file", ""))
+                rows[i] = {**utterance_row(u, len(waves[i]) / TARGET_SR, with_ref=False),
+                           **prediction_columns(self.labels, r.scores)}
+                embs[i], frs[i] = r.embedding, r.frames
+        df = pd.DataFrame(rows)
+        emb = np.stack(embs).astype(np.float32) if embs else np.zeros((0, self.backend.embed_dim), np.float32)
+        return Prediction(df, emb, frs if frames else None)
