@@ -127,6 +127,9 @@ def main() -> None:
                    "(ids sanitised; the table's npy_file column names each file).")
 @click.option("--audio-root", type=click.Path(file_okay=False), default=None,
               help="Resolve relative paths in wav.scp against this directory (default: the current directory, as Kaldi).")
+@click.option("--ext", "extensions", default=None, metavar="wav,flac,...",
+              help="PATH is a folder of audio files: the extensions to take (default: wav, flac, mp3, ogg, opus, "
+                   "m4a, aac, aiff, au, sph, webm, wma).")
 @click.option("--no-pipes", is_flag=True, help="Refuse wav.scp entries that run shell commands ('cmd |').")
 @click.option("--pipe-timeout", type=float, default=300.0, show_default=True,
               help="Seconds before a pipe command is killed (with everything it started).")
@@ -156,13 +159,19 @@ def main() -> None:
 @reports_errors
 def run(input_path, out, model, hub, backend, device, dtype, batch_seconds, max_batch_size, num_workers, max_seconds,
         long_audio, features,
-        granularity, emb_dtype, npy_layout, audio_root, no_pipes, pipe_timeout, pipe_max_mb, part_size, shard, num_shards,
+        granularity, emb_dtype, npy_layout, audio_root, extensions, no_pipes, pipe_timeout, pipe_max_mb, part_size, shard, num_shards,
         shard_index, resume, overwrite, retry_errors, progress_every, log_file, quiet):
-    """Label every utterance of PATH (a wav.scp or a Kaldi data dir) and write OUT.
+    """Label every utterance of PATH and write OUT.
 
     \b
-    PATH may hold: wav.scp (plain paths, 'cmd |' pipes, file.ark:offset),
-    segments, utt2spk, utt2dur/reco2dur, utt2emo (reference labels).
+    PATH is one of:
+      a Kaldi data dir or wav.scp: wav.scp (plain paths, 'cmd |' pipes,
+        file.ark:offset), segments, utt2spk, utt2dur/reco2dur, utt2emo;
+      an audio file; a text file of audio paths, one per line;
+      a folder of audio files (recursive, --ext);
+      a lhotse RecordingSet or CutSet manifest (.jsonl[.gz]): supervisions
+        become utterances.
+    Ids for non-Kaldi inputs: file paths without the extension (see README).
     Running again with the same --out resumes: finished parts are kept and
     only the rest is processed, so nothing is lost or done twice.
     """
@@ -174,7 +183,7 @@ def run(input_path, out, model, hub, backend, device, dtype, batch_seconds, max_
         input=input_path, out=out, model=model, hub=hub, backend=backend, device=device, dtype=dtype,
         batch_seconds=batch_seconds, max_batch_size=max_batch_size, num_workers=num_workers, max_seconds=max_seconds,
         long_audio=long_audio, features=features,
-        granularity=granularity, emb_dtype=emb_dtype, npy_layout=npy_layout, audio_root=audio_root, allow_pipes=not no_pipes,
+        granularity=granularity, emb_dtype=emb_dtype, npy_layout=npy_layout, audio_root=audio_root, extensions=extensions, allow_pipes=not no_pipes,
         pipe_timeout=pipe_timeout, pipe_max_mb=pipe_max_mb, part_size=part_size, shard=shard, num_shards=num_shards,
         shard_index=shard_index, overwrite=overwrite, retry_errors=retry_errors,
         progress=not quiet, progress_every=progress_every, argv=list(sys.argv),

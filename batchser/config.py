@@ -23,6 +23,7 @@ class RunConfig:
     emb_dtype: str = "float32"
     npy_layout: str = "parts"
     audio_root: Optional[str] = None
+    extensions: Optional[str] = None  # a folder input: "wav,flac" (default: inputs.AUDIO_EXTENSIONS)
     allow_pipes: bool = True
     pipe_timeout: float = 300.0
     pipe_max_mb: float = 2048.0  # a pipe command writing more is killed (its output is held in memory)

@@ -10,7 +10,7 @@ import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Dict, Iterator, List, Optional, Tuple
+from typing import Dict, Iterator, List, Optional, Sequence, Tuple
 
 _ARK_RE = re.compile(r"^(?P<path>.+):(?P<offset>\d+)(?P<slice>\[[^\]]*\])?$")
 
@@ -90,7 +90,7 @@ class CorpusError(ValueError):
     """The corpus cannot be read at all (missing wav.scp, unreadable file)."""
 
 
-def _lines(path: Path) -> Iterator[Tuple[int, str]]:
+def table_lines(path: Path) -> Iterator[Tuple[int, str]]:
     """Non-empty lines with CRLF/LF stripped, numbered from 1; UTF-8 (a leading BOM is dropped).
 
     Bytes that are not UTF-8 stop the read with the file, line and column: a table in another
@@ -131,7 +131,7 @@ def _read_table(path: Path, errors: List[ReadError]) -> Dict[str, str]:
     if not path.exists():
         return out
     seen: Dict[str, int] = {}
-    for no, line in _lines(path):
+    for no, line in table_lines(path):
         key, val = _split_id(line)
         where = f"{path}:{no}"
         if not val:
@@ -207,7 +207,7 @@ def _locate(path: Path) -> Tuple[Path, Path]:
 
 def _read_wav_scp(scp: Path, base: Path, allow_pipes: bool) -> _WavScp:
     w = _WavScp()
-    for no, line in _lines(scp):
+    for no, line in table_lines(scp):
         rec, rx = _split_id(line)
         where = f"{scp}:{no}"
         dup = _duplicate(w.seen, rec, no, where, "recording id")
@@ -252,7 +252,7 @@ def _segment_utterances(seg_path: Path, wav: _WavScp, side: _SideTables, shared:
     errs: List[ReadError] = []
     seen: Dict[str, int] = {}
     seg_file = str(seg_path)
-    for no, line in _lines(seg_path):
+    for no, line in table_lines(seg_path):
         where = _Where(seg_file, no)
         f = line.split()
         uid = f[0]
@@ -310,7 +310,26 @@ def _settle_errors(utts: List[Utterance], errs: List[ReadError], warnings: List[
     return list(kept.values())
 
 
-def read_corpus(path: str | os.PathLike, audio_root: Optional[str] = None, allow_pipes: bool = True) -> Corpus:
+def read_corpus(path: str | os.PathLike, audio_root: Optional[str] = None, allow_pipes: bool = True,
+                extensions: Optional[Sequence[str]] = None) -> Corpus:
+    """Read a Kaldi data dir or wav.scp, or one of the other inputs (``batchser.inputs``): an
+    audio file, a text file of paths, a folder of audio files (``extensions``), a lhotse manifest."""
+    from . import inputs
+
+    p = Path(path)
+    kind = inputs.input_kind(p) if p.exists() else "kaldi"
+    if kind == "audio":
+        return inputs.read_audio_file(p)
+    if kind == "folder":
+        return inputs.read_folder(p, extensions or inputs.AUDIO_EXTENSIONS)
+    if kind == "list":
+        return inputs.read_path_list(p, audio_root)
+    if kind == "lhotse":
+        return inputs.read_lhotse(p, allow_pipes)
+    return read_kaldi(p, audio_root=audio_root, allow_pipes=allow_pipes)
+
+
+def read_kaldi(path: Path, audio_root: Optional[str] = None, allow_pipes: bool = True) -> Corpus:
     """Read a wav.scp file or a Kaldi data dir holding one."""
     data_dir, scp = _locate(Path(path))
     base = Path(audio_root) if audio_root else Path.cwd()

@@ -73,11 +73,13 @@ def prepare(data: str | os.PathLike, *, nj: int = 4, out_dir: Optional[str] = No
     Raises:
         CorpusError: the data dir cannot be read, or cannot be written and no ``out_dir`` was given.
     """
+    from .inputs import input_kind
+
     t0 = time.time()
+    if input_kind(Path(data)) != "kaldi":
+        raise CorpusError(f"{data}: prepare works on a Kaldi data dir (or its wav.scp), whose side files it writes")
     corpus = read_corpus(data, audio_root=audio_root, allow_pipes=allow_pipes)
     src_dir = Path(corpus.data_dir)
-    if Path(data).is_file() and Path(data).name != "wav.scp":
-        raise CorpusError(f"{data}: prepare works on a data dir (or its wav.scp), whose side files it writes")
     dest = Path(out_dir) if out_dir else src_dir
     if out_dir:
         dest.mkdir(parents=True, exist_ok=True)

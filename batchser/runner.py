@@ -99,7 +99,8 @@ def run(cfg: RunConfig, log: Log = print) -> RunSummary:
         Interrupted / KeyboardInterrupt: a signal stopped it after committing what it held.
     """
     t0 = time.time()
-    corpus = read_corpus(cfg.input, audio_root=cfg.audio_root, allow_pipes=cfg.allow_pipes)
+    corpus = read_corpus(cfg.input, audio_root=cfg.audio_root, allow_pipes=cfg.allow_pipes,
+                         extensions=cfg.extensions.split(",") if cfg.extensions else None)
     if corpus.n_input == 0:
         raise CorpusError(f"{corpus.wav_scp}: no utterances (the file is empty or holds only blank lines)")
     if not corpus.utterances:  # nothing to run: say why at once, without loading a model
