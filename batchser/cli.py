@@ -401,6 +401,25 @@ def prepare(data, nj, out_dir, audio_root, no_pipes):
         sys.exit(EXIT_PARTIAL)
 
 
+@main.command()
+@click.argument("out_dir", metavar="OUT", type=click.Path(exists=True, file_okay=False))
+@click.option("--kaldi", "kaldi_dir", required=True, type=click.Path(file_okay=False),
+              help="Directory for utt2emo_hyp, utt2score (+ classes.txt) and embeddings.ark/.scp.")
+@reports_errors
+def export(out_dir, kaldi_dir):
+    """Write OUT's results in the forms Kaldi and ESPnet tools read.
+
+    \b
+    utt2emo_hyp     <utt> <label>
+    utt2score       <utt> <score per class>, classes in classes.txt
+    embeddings.scp  float32 vectors in embeddings.ark (kaldiio.load_scp, copy-vector)
+    """
+    from .store.export import export_kaldi
+
+    n = export_kaldi(out_dir, kaldi_dir)
+    click.echo(f"wrote {', '.join(f'{k} ({v})' for k, v in n.items())} in {kaldi_dir}")
+
+
 @main.command("make-test-model")
 @click.argument("out_dir", type=click.Path(file_okay=False))
 @click.option("--kind", type=click.Choice(["emotion2vec", "emotion2vec-nohead", "whisper"]), default="emotion2vec",

@@ -124,3 +124,27 @@ def test_per_utt_layout_stays_inside_and_never_collides(tmp_path):
         assert p.parent == (tmp_path / "o" / "npy").resolve()
         np.testing.assert_array_equal(np.load(p), e)
     assert not (tmp_path / "escape.npy").exists() and not list(tmp_path.glob("*.npy"))
+
+
+def test_export_kaldi_tables_and_embeddings_read_by_kaldiio(tmp_path):
+    import kaldiio
+    from click.testing import CliRunner
+
+    from batchser.cli import main
+
+    w = OutputWriter(tmp_path / "o", LABELS, "m", part_size=2)
+    ids = ["u2", "u10", "u1"]
+    emb = np.arange(3 * 4, dtype=np.float32).reshape(3, 4) / 7
+    w.add(rows(ids), emb)
+    w.flush()
+    r = CliRunner().invoke(main, ["export", str(tmp_path / "o"), "--kaldi", str(tmp_path / "k")])
+    assert r.exit_code == 0, r.output
+    k = tmp_path / "k"
+    assert (k / "utt2emo_hyp").read_text() == "u1 happy\nu10 happy\nu2 happy\n"  # Kaldi (C locale) order
+    assert (k / "classes.txt").read_text() == "angry\nhappy\n"
+    assert (k / "utt2score").read_text().splitlines()[0] == "u1 0.3 0.7"
+    got = kaldiio.load_scp(str(k / "embeddings.scp"))
+    assert sorted(got) == ["u1", "u10", "u2"]
+    for i, u in enumerate(ids):
+        np.testing.assert_array_equal(got[u], emb[i])
+    assert not list(k.glob(".*"))  # no temporaries left

@@ -7,6 +7,7 @@
 * :mod:`.manifest` settings and manifest contents;
 * :mod:`.merging` joining array-job shards (`merge`);
 * :mod:`.explanations` the prosody explanations table;
+* :mod:`.export` the Kaldi forms (``batchser export``);
 * :mod:`.lock` one writer per directory; :mod:`.claim` foreign directories refused, ``--overwrite``.
 """
 from .claim import ForeignDirectory, check_claimable, clear_ours
