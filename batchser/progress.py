@@ -32,6 +32,7 @@ class Progress:
         self.total, self.every, self.log, self.errors = total, every, log, errors
         self.t0 = self.last = time.time()
         self.done = 0
+        self.logged = 0  # `done` at the last line written
         self.audio = 0.0
         self.bar = None
         self.lines = enabled and every > 0 and total > 0
@@ -40,6 +41,8 @@ class Progress:
 
             self.bar = tqdm(total=total, unit="utt", desc="batchser")
             self.lines = False
+        if self.lines:
+            self.log(f"progress: 0/{total} utterances to run")
 
     def __call__(self, n: int, secs: float = 0.0) -> None:
         self.done += n
@@ -51,6 +54,7 @@ class Progress:
             self.bar.update(n)
         elif self.lines and time.time() - self.last >= self.every:
             self.last = time.time()
+            self.logged = self.done
             self.log(self.line())
 
     def line(self) -> str:
@@ -63,5 +67,9 @@ class Progress:
                 + (f", {err} errors" if err is not None else ""))
 
     def close(self) -> None:
+        """The bar closed; off a terminal a last line, so that even a short task's log shows one."""
         if self.bar is not None:
             self.bar.close()
+        elif self.lines and self.done and self.done != self.logged:
+            self.lines = False
+            self.log(self.line())

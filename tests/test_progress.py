@@ -24,8 +24,9 @@ def test_progress_lines_off_a_terminal_and_in_the_log_file(e2v_dir, tmp_path, ma
                         "--max-batch-size", "2", "--progress-every", "0.0001", "--log-file", log)
     assert code == 1
     lines = [l for l in out.splitlines() if l.startswith("progress: ")]
-    assert len(lines) == 3 and lines[-1].startswith("progress: 6/6 utterances (100.0%)")
-    assert "x real time" in lines[0] and "ETA" in lines[0] and lines[-1].endswith("1 errors")
+    assert lines[0] == "progress: 0/6 utterances to run" and len(lines) == 4  # start, 3 batches (the last: the end)
+    assert lines[-1].startswith("progress: 6/6 utterances (100.0%)")
+    assert "x real time" in lines[1] and "ETA" in lines[1] and lines[-1].endswith("1 errors")
     text = log.read_text()
     assert "progress: 6/6" in text and "done: 6 ok, 1 errors" in text
     code, out = run_cli("run", d, "--out", tmp_path / "q", "--model", e2v_dir, "--num-workers", "0",
@@ -42,3 +43,10 @@ def test_quiet_silences_third_party_bars(tmp_path):
     assert p.returncode == 0, p.stderr
     assert "Loading weights" not in p.stderr and "%|" not in p.stderr
     assert [l for l in p.stderr.splitlines() if l.strip()][0].startswith("done: ")
+
+
+def test_a_short_task_still_logs_its_last_progress_line(e2v_dir, tmp_path, make_corpus):
+    d = make_corpus({f"u{i}": 0.4 for i in range(3)})
+    code, out = run_cli("run", d, "--out", tmp_path / "o", "--model", e2v_dir, "--num-workers", "0")
+    lines = [l for l in out.splitlines() if l.startswith("progress: ")]
+    assert code == 0 and lines == ["progress: 0/3 utterances to run", lines[-1]] and "3/3" in lines[-1]

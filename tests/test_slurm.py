@@ -137,6 +137,8 @@ def test_array_job_then_merge_equals_single_run(slurm, e2v_dir, tmp_path, monkey
         pytest.fail("array job did not finish in 10 minutes")
     logs = "\n".join(f.read_text() for f in sorted(tmp_path.glob("task-*.out")))
     assert len(list(tmp_path.glob("task-*.out"))) == 3, logs
+    for f in tmp_path.glob("task-*.out"):  # each task's log shows its progress (not silenced by the recipe)
+        assert "progress: " in f.read_text(), f.read_text()
     r = CliRunner().invoke(main, ["merge", str(out)])
     assert r.exit_code == 0, r.output + logs
     single = tmp_path / "single"
