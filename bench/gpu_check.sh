@@ -13,6 +13,7 @@
 #   3. the same with batchser's float32 (AMP off), to separate AMP from batching
 #   4. Whisper-large-v3 classifier (random weights): batchser vs pipeline(batch_size=16)
 # Everything lands in $OUT (the device tool brings it back) and on stdout.
+# A dry run of the script itself on a CPU (tiny models, few clips): DEVICE=cpu QUICK=1 bash bench/gpu_check.sh
 set -uo pipefail
 cd "$(dirname "$0")/.."
 OUT=${OUT:-/tmp/gpu_check}
@@ -25,6 +26,8 @@ if [ -d .whl ] && ! $PY -c "import funasr" 2>/dev/null; then
   export PYTHONPATH=/tmp/site:${PYTHONPATH:-}
 fi
 export PYTHONPATH=$PWD:${PYTHONPATH:-}
+DEVICE=${DEVICE:-cuda}
+if [ "${QUICK:-0}" = 1 ]; then SIZE=tiny; WSIZE=tiny; NSYN=40; LIM=16; else SIZE=base; WSIZE=large-v3; NSYN=600; LIM=120; fi
 CORPUS=${CORPUS:-.gpudata/corpus}
 [ -f "$CORPUS/wav.scp" ] || CORPUS=sample_scp
 ROOT=$PWD
@@ -44,12 +47,12 @@ step() {  # step NAME SECONDS CMD...
 
 step tests 150 $PY -m pytest -q -rs -s -p no:cacheprovider tests/test_emotion2vec_parity.py tests/test_gpu_readiness.py \
   -k "gpu or bf16 or cuda or fp16 or device"
-step e2v_base_bf16 200 $PY bench/bench_emotion2vec.py --device cuda --size base --corpus "$CORPUS" --audio-root "$ROOT" \
-  --synthetic 600 --work /tmp/gc_e2v
-step e2v_base_fp32 90 $PY bench/bench_emotion2vec.py --device cuda --size base --corpus "$CORPUS" --audio-root "$ROOT" \
-  --limit 120 --dtype float32 --work /tmp/gc_e2v32
-step whisper_large_v3 150 $PY bench/bench_transformers.py --kind whisper --size large-v3 --device cuda \
-  --corpus "$CORPUS" --audio-root "$ROOT" --limit 120 --batch-size 16 --work /tmp/gc_whisper
+step e2v_base_bf16 200 $PY bench/bench_emotion2vec.py --device "$DEVICE" --size $SIZE --corpus "$CORPUS" \
+  --audio-root "$ROOT" --synthetic $NSYN --work /tmp/gc_e2v
+step e2v_base_fp32 90 $PY bench/bench_emotion2vec.py --device "$DEVICE" --size $SIZE --corpus "$CORPUS" \
+  --audio-root "$ROOT" --limit $LIM --dtype float32 --work /tmp/gc_e2v32
+step whisper_large_v3 150 $PY bench/bench_transformers.py --kind whisper --size $WSIZE --device "$DEVICE" \
+  --corpus "$CORPUS" --audio-root "$ROOT" --limit $LIM --batch-size 16 --work /tmp/gc_whisper
 cp /tmp/gc_e2v/bench_result.json "$OUT/e2v_base_bf16.json" 2>/dev/null
 cp /tmp/gc_e2v32/bench_result.json "$OUT/e2v_base_fp32.json" 2>/dev/null
 echo "done: figures in $OUT"
