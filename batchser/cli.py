@@ -70,7 +70,11 @@ def main() -> None:
       batchser make-test-model /tmp/e2v                        # random-weight model, offline
       batchser run sample_scp/wav.scp --out outputs/ --model /tmp/e2v
       batchser info data/train                                 # check a corpus first
+      batchser run calls/ --out outputs/                       # also: one file, a list, lhotse cuts
       batchser eval outputs/ --label-map ravdess               # UA/WA/F1 against utt2emo
+      batchser prepare data/train --nj 16                      # durations once, before --shard
+      batchser run data/train --out outputs/ --shard auto      # one array task; then merge
+      batchser export outputs/ --kaldi exp/emo                 # utt2emo_hyp, embeddings.scp
 
     Outputs are Parquet tables (labels/, errors/) and .npy embeddings; read them with
     pandas, DuckDB or `batchser.open_results("outputs/")`. Exit codes: 0 all done,
