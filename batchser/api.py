@@ -30,7 +30,8 @@ Audio = Union[str, os.PathLike, np.ndarray]
 
 
 def run(inputs: Union[str, os.PathLike], *, out: Union[str, os.PathLike], log=None, **options) -> RunSummary:
-    """``batchser run INPUTS --out OUT`` from Python; ``options`` are RunConfig's fields
+    """``batchser run PATH --out OUT`` from Python (PATH: a data dir, wav.scp, audio file, list
+    file, folder or lhotse manifest); ``options`` are RunConfig's fields
     (``model``, ``device``, ``dtype``, ``shard``, ``features``, ...). Returns the run's summary.
 
     Raises what the CLI turns into exit codes (CorpusError, ModelNotAvailable, RunStopped, ...).
@@ -81,7 +82,12 @@ class EmotionRecognizer:
             if sampling_rate is None:
                 raise ValueError("arrays need sampling_rate= (their rate in Hz)")
             a = np.asarray(x, dtype=np.float32)
-            mono = a.mean(axis=1) if a.ndim == 2 else a  # samples x channels, as soundfile reads
+            if a.ndim == 2:  # samples x channels (soundfile) or channels x samples (torchaudio): fewer channels
+                mono = a.mean(axis=1) if a.shape[0] >= a.shape[1] else a.mean(axis=0)
+            elif a.ndim == 1:
+                mono = a
+            else:
+                raise ValueError(f"input {i}: an array of shape {a.shape}: expected samples or samples x channels")
             if not np.all(np.isfinite(mono)):
                 raise AudioError(f"input {i}: audio contains NaN or infinite samples")
             y = resample(np.ascontiguousarray(mono), int(sampling_rate))
@@ -102,6 +108,7 @@ class EmotionRecognizer:
         import pandas as pd
 
         items = [inputs] if isinstance(inputs, (str, os.PathLike, np.ndarray)) else list(inputs)
+        items = [np.asarray(x) if isinstance(x, (list, tuple)) else x for x in items]  # plain lists of samples
         if ids is not None and len(ids) != len(items):
             raise ValueError(f"{len(ids)} ids for {len(items)} inputs")
         names = list(ids) if ids is not None else [
@@ -122,6 +129,9 @@ class EmotionRecognizer:
                 rows[i] = {**utterance_row(u, len(waves[i]) / TARGET_SR, with_ref=False),
                            **prediction_columns(self.labels, r.scores)}
                 embs[i], frs[i] = r.embedding, r.frames
-        df = pd.DataFrame(rows)
+        u0 = Utterance(utt_id="", rec_id="", source=AudioSource("file", ""))
+        columns = list({**utterance_row(u0, 0.0, with_ref=False), **prediction_columns(
+            self.labels, np.ones(len(self.labels)) if self.labels else None)})
+        df = pd.DataFrame(rows, columns=columns)
         emb = np.stack(embs).astype(np.float32) if embs else np.zeros((0, self.backend.embed_dim), np.float32)
         return Prediction(df, emb, frs if frames else None)

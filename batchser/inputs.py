@@ -91,12 +91,14 @@ def read_folder(path: Path, extensions: Iterable[str] = AUDIO_EXTENSIONS) -> Cor
 
 def read_path_list(path: Path, audio_root: Optional[str] = None) -> Corpus:
     """A text file of audio paths, one per line (relative ones resolve against ``audio_root``, else
-    the current directory, as wav.scp paths do)."""
+    the current directory, as wav.scp paths do; lines starting with ``#`` are comments)."""
     from .corpus import table_lines
 
     base = Path(audio_root) if audio_root else Path.cwd()
     paths, lines, errors = [], [], []
     for no, line in table_lines(path):
+        if line.lstrip().startswith("#"):  # a comment
+            continue
         p = Path(line.strip())
         full = p if p.is_absolute() else base / p
         if full.is_file():

@@ -95,6 +95,8 @@ def prepare(data: str | os.PathLike, *, nj: int = 4, out_dir: Optional[str] = No
     recs = _recordings(corpus)
     todo = [(r, s, pipe_timeout) for r, s in recs.items() if r not in known]
     res = Prepared(data_dir=dest, known=len(recs) - len(todo))
+    # lines the reader could not use (missing files, bad lines) cannot be measured either
+    res.errors += [(e.utt_id, e.message) for e in corpus.errors]
     durs: Dict[str, float] = {}
     for r, v in known.items():
         try:
@@ -123,7 +125,10 @@ def prepare(data: str | os.PathLike, *, nj: int = 4, out_dir: Optional[str] = No
     if segmented:
         utt = {}
         for u in corpus.utterances:
-            end = u.end if u.end is not None else durs.get(u.rec_id)
+            total = durs.get(u.rec_id)
+            end = u.end if u.end is not None else total
+            if end is not None and total is not None:
+                end = min(end, total)  # a segment past its recording's end is cut there, as run cuts it
             if end is not None:
                 utt[u.utt_id] = max(0.0, end - (u.start or 0.0))
         _write_table(dest / "utt2dur", utt)

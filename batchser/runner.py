@@ -47,10 +47,14 @@ def select_shard(corpus: Corpus, cfg: RunConfig, out: Path, log: Log) -> Tuple[O
     if len(known) < len(durs):
         log(f"note: {len(durs) - len(known)} of {len(durs)} utterances have no known duration: shards are balanced "
             "by count for them (run `batchser prepare DATA` once for duration-balanced shards)")
-    ids = [u.utt_id for u in corpus.utterances] + [e.utt_id for e in corpus.errors]
-    share = assign(ids, durs + [0.0] * len(corpus.errors), shard.count, unknown=unknown)
-    corpus.utterances = [u for u in corpus.utterances if share[u.utt_id] == shard.index]
-    corpus.errors = [e for e in corpus.errors if share[e.utt_id] == shard.index]
+    # whole recordings go to one task: a task reads (or decodes, for pipes) only its own recordings
+    rec_secs: dict = {}
+    for u, d in zip(corpus.utterances, durs):
+        rec_secs[u.rec_id] = rec_secs.get(u.rec_id, 0.0) + (d if d is not None else unknown)
+    units = [f"rec:{r}" for r in rec_secs] + [f"err:{e.utt_id}" for e in corpus.errors]
+    share = assign(units, list(rec_secs.values()) + [0.0] * len(corpus.errors), shard.count)
+    corpus.utterances = [u for u in corpus.utterances if share[f"rec:{u.rec_id}"] == shard.index]
+    corpus.errors = [e for e in corpus.errors if share[f"err:{e.utt_id}"] == shard.index]
     other = sorted({m.group(2) for p in (out / layout.SHARDS).glob("shard-*")
                     if (m := SHARD_DIR_RE.match(p.name)) and int(m.group(2)) != shard.count})
     if other:

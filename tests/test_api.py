@@ -35,6 +35,10 @@ def test_predict_takes_arrays_with_their_rate(e2v_dir, tmp_path):
     np.testing.assert_allclose(from_array.embeddings, from_file.embeddings, atol=1e-6)
     stereo = np.stack([x, x], axis=1)
     np.testing.assert_allclose(rec.predict(stereo, sampling_rate=8000).embeddings, from_file.embeddings, atol=1e-6)
+    np.testing.assert_allclose(rec.predict(stereo.T, sampling_rate=8000).embeddings, from_file.embeddings,
+                               atol=1e-6)  # channels first, as torchaudio loads
+    empty = rec.predict([])
+    assert len(empty.labels) == 0 and "score" in empty.labels.columns and empty.embeddings.shape == (0, rec.backend.embed_dim)
     with pytest.raises(ValueError, match="sampling_rate"):
         rec.predict([x])
     bad = x.copy()

@@ -22,15 +22,17 @@ def test_prepare_writes_utt2dur_for_files_pipes_and_reports_unreadable(tmp_path)
     b = write_wav(tmp_path / "b.wav", speechlike(22050 * 3, 2, sr=22050), sr=22050)
     junk = tmp_path / "junk.wav"
     junk.write_bytes(b"RIFF nonsense" * 10)
-    (d / "wav.scp").write_text(f"a {a}\nb {b}\np cat {a} |\nj {junk}\n")
+    (d / "wav.scp").write_text(f"a {a}\nb {b}\np cat {a} |\nj {junk}\nm /no/such.wav\n")
     code, out = run_cli("prepare", d, "--nj", "2")
     assert code == 1 and "j:" in out and str(junk) in out  # the unreadable one, named
+    assert "wav.scp:5" in out and "2 unreadable" in out  # and the missing one
     got = dict(l.split() for l in (d / "utt2dur").read_text().splitlines())
     assert got == {"a": "2.000", "b": "3.000", "p": "2.000"}
     from batchser.corpus import read_corpus
 
     c = read_corpus(d)
     assert {u.utt_id: u.duration for u in c.utterances} == {"a": 2.0, "b": 3.0, "p": 2.0, "j": None}
+    assert [e.utt_id for e in c.errors] == ["m"]
 
 
 def test_prepare_with_segments_and_into_another_dir(tmp_path):
@@ -38,13 +40,13 @@ def test_prepare_with_segments_and_into_another_dir(tmp_path):
     d.mkdir()
     r = write_wav(tmp_path / "r.wav", speechlike(16000 * 5, 3))
     (d / "wav.scp").write_text(f"r {r}\n")
-    (d / "segments").write_text("s1 r 0.5 1.5\ns2 r 2.0 -1\n")
+    (d / "segments").write_text("s1 r 0.5 1.5\ns2 r 2.0 -1\ns3 r 4.5 6.0\n")  # s3 runs past the end
     (d / "utt2spk").write_text("s1 x\ns2 x\n")
     out = tmp_path / "prepared"
     code, _ = run_cli("prepare", d, "--out-dir", out, "--nj", "1")
     assert code == 0 and not (d / "utt2dur").exists()  # the original is untouched
     assert (out / "reco2dur").read_text() == "r 5.000\n"
-    assert (out / "utt2dur").read_text() == "s1 1.000\ns2 3.000\n"
+    assert (out / "utt2dur").read_text() == "s1 1.000\ns2 3.000\ns3 0.500\n"  # cut at the end, as run cuts it
     assert (out / "segments").read_text() == (d / "segments").read_text() and (out / "utt2spk").exists()
 
 
@@ -98,3 +100,24 @@ def test_without_durations_shards_are_count_balanced_without_header_reads(e2v_di
     assert code == 0 and "batchser prepare" in msg
     mine = set(open_results(tmp_path / "o" / "shards" / "shard-0001-of-0003").labels.utt_id)
     assert set(probed) == mine and len(mine) in (2, 3)
+
+
+def test_shards_keep_a_recordings_segments_together(e2v_dir, tmp_path):
+    """With segments, whole recordings go to one task: no task reads another task's recordings."""
+    d = tmp_path / "d"
+    d.mkdir()
+    lines, segs = [], []
+    for r in range(6):
+        p = write_wav(tmp_path / f"r{r}.wav", speechlike(16000 * 2, r))
+        lines.append(f"r{r} {p}\n")
+        segs += [f"r{r}-a r{r} 0.0 0.9\n", f"r{r}-b r{r} 1.0 1.9\n"]
+    (d / "wav.scp").write_text("".join(lines))
+    (d / "segments").write_text("".join(segs))
+    out = tmp_path / "o"
+    recs = []
+    for i in range(2):
+        assert run_cli("run", d, "--out", out, "--model", e2v_dir, "--shard", f"{i}/2", "--num-workers", "0", "-q")[0] == 0
+        lab = open_results(out / "shards" / f"shard-{i:04d}-of-0002").labels
+        recs.append(set(lab.rec_id))
+        assert len(lab) == 2 * len(recs[-1])  # both segments of each of its recordings
+    assert not recs[0] & recs[1] and len(recs[0] | recs[1]) == 6 and len(recs[0]) == 3

@@ -26,7 +26,7 @@ def export_kaldi(out_dir: str | os.PathLike, dest: str | os.PathLike) -> Dict[st
 
     res = open_results(out_dir)
     df = res.labels
-    dest = Path(dest)
+    dest = Path(dest).resolve()  # the scp names the ark by an absolute path: readable from anywhere
     dest.mkdir(parents=True, exist_ok=True)
     if df.empty:
         raise ValueError(f"{out_dir} has no results to export")
