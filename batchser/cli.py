@@ -1,4 +1,4 @@
-"""Command line: ``batchser run``, ``features``, ``merge``, ``eval``, ``info``, ``make-test-model``.
+"""Command line: ``batchser run``, ``segment``, ``features``, ``merge``, ``eval``, ``info``, ``prepare``, ...
 
 Exit codes scripts can trust (one meaning each):
   0    every input utterance is in labels/ (this run's or an earlier run's)
@@ -59,6 +59,38 @@ def reports_errors(cmd):
     return wrapper
 
 
+def vad_options(cmd):
+    """The VAD's options (``batchser segment`` and ``run --vad``); defaults: batchser.vad.VadOptions."""
+    from .vad import VadOptions
+
+    d = VadOptions()
+    opts = [
+        click.option("--vad-threshold", type=float, default=d.threshold, show_default=True,
+                     help="Speech probability above which a 32-ms frame is speech (a segment ends below it - 0.15)."),
+        click.option("--vad-min-speech", type=float, default=d.min_speech, show_default=True, metavar="SECONDS",
+                     help="Shorter stretches of speech are dropped."),
+        click.option("--vad-min-silence", type=float, default=d.min_silence, show_default=True, metavar="SECONDS",
+                     help="A pause at least this long ends a segment."),
+        click.option("--vad-pad", type=float, default=d.pad, show_default=True, metavar="SECONDS",
+                     help="Added on each side of a segment."),
+        click.option("--vad-max-segment", type=float, default=d.max_segment, show_default=True, metavar="SECONDS",
+                     help="Longer speech is split at its longest pause (>= 98 ms), or cut just before this length "
+                          "where it has none."),
+        click.option("--vad-min-segment", type=float, default=d.min_segment, show_default=True, metavar="SECONDS",
+                     help="Segments shorter than this (after padding) are dropped and counted."),
+    ]
+    for o in reversed(opts):
+        cmd = o(cmd)
+    return cmd
+
+
+def _vad_opts(kw: dict):
+    """Pop the --vad-* options out of a command's keyword arguments into a VadOptions."""
+    from .vad import VadOptions
+
+    return VadOptions(**{k[4:]: kw.pop(k) for k in list(kw) if k.startswith("vad_") and k != "vad"})
+
+
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
 @click.version_option(__version__, prog_name="batchser")
 def main() -> None:
@@ -74,6 +106,8 @@ def main() -> None:
       batchser eval outputs/ --label-map ravdess               # UA/WA/F1 against utt2emo
       batchser prepare data/train --nj 16                      # durations once, before --shard
       batchser run data/train --out outputs/ --shard auto      # one array task; then merge
+      batchser segment calls/wav.scp --out data/calls_seg      # long recordings -> speech segments
+      batchser run calls/wav.scp --out outputs/ --vad          # the same, then labels, in one step
       batchser export outputs/ --kaldi exp/emo                 # utt2emo_hyp, embeddings.scp
 
     Outputs are Parquet tables (labels/, errors/) and .npy embeddings; read them with
@@ -142,6 +176,14 @@ def main() -> None:
                    "is held in memory; 2048 MB is 3 h of 48 kHz stereo 16-bit WAV).")
 @click.option("--part-size", type=int, default=2000, show_default=True,
               help="Utterances per committed output part (what a crash can cost at most).")
+@click.option("--vad", is_flag=True,
+              help="Long recordings: cut each recording of PATH (a wav.scp or data dir without segments) into "
+                   "speech segments first (silero-vad; the same as `batchser segment`, into OUT/vad/), then label "
+                   "every segment. Ids <rec>-<start>-<end> in centiseconds.")
+@vad_options
+@click.option("--chunk-size", type=click.IntRange(min=1), default=100_000, show_default=True, metavar="N",
+              help="Utterances read, sorted by length and batched together (memory ~1 KB each): a corpus of any "
+                   "size streams through in chunks; larger chunks pad a little less.")
 @click.option("--resume", is_flag=True,
               help="Continue an interrupted run in OUT (also the default when OUT exists; the flag documents intent).")
 @click.option("--shard", default=None, metavar="I/N|auto",
@@ -163,8 +205,9 @@ def main() -> None:
 @reports_errors
 def run(input_path, out, model, hub, backend, device, dtype, batch_seconds, max_batch_size, num_workers, max_seconds,
         long_audio, features,
-        granularity, emb_dtype, npy_layout, audio_root, extensions, no_pipes, pipe_timeout, pipe_max_mb, part_size, shard, num_shards,
-        shard_index, resume, overwrite, retry_errors, progress_every, log_file, quiet):
+        granularity, emb_dtype, npy_layout, audio_root, extensions, no_pipes, pipe_timeout, pipe_max_mb, part_size, vad,
+        chunk_size, shard, num_shards, shard_index, resume, overwrite, retry_errors, progress_every, log_file, quiet,
+        **vad_kw):
     """Label every utterance of PATH and write OUT.
 
     \b
@@ -188,9 +231,10 @@ def run(input_path, out, model, hub, backend, device, dtype, batch_seconds, max_
         batch_seconds=batch_seconds, max_batch_size=max_batch_size, num_workers=num_workers, max_seconds=max_seconds,
         long_audio=long_audio, features=features,
         granularity=granularity, emb_dtype=emb_dtype, npy_layout=npy_layout, audio_root=audio_root, extensions=extensions, allow_pipes=not no_pipes,
-        pipe_timeout=pipe_timeout, pipe_max_mb=pipe_max_mb, part_size=part_size, shard=shard, num_shards=num_shards,
-        shard_index=shard_index, overwrite=overwrite, retry_errors=retry_errors,
+        pipe_timeout=pipe_timeout, pipe_max_mb=pipe_max_mb, part_size=part_size, chunk_size=chunk_size, shard=shard,
+        num_shards=num_shards, shard_index=shard_index, overwrite=overwrite, retry_errors=retry_errors,
         progress=not quiet, progress_every=progress_every, argv=list(sys.argv),
+        vad=_vad_opts(vad_kw) if vad else None,
     )
     if quiet:
         _silence_third_party_bars()
@@ -358,6 +402,54 @@ def features(input_path, out, audio_root, no_pipes, num_workers):
     click.echo(f"done: {s.n_ok} ok, {s.n_errors} errors, {s.n_skipped} already done; "
                f"{s.audio_seconds / 60:.1f} min of audio in {s.wall_seconds:.1f} s", err=True)
     if s.n_failed_total:
+        sys.exit(EXIT_PARTIAL)
+
+
+@main.command()
+@click.argument("input_path", metavar="PATH", type=click.Path(exists=True))
+@click.option("--out", "-o", "out_dir", required=True, type=click.Path(file_okay=False),
+              help="The Kaldi data dir to write (new, empty, or one segment wrote before).")
+@vad_options
+@click.option("--audio-root", type=click.Path(file_okay=False), default=None,
+              help="Resolve relative paths in wav.scp against this directory.")
+@click.option("--no-pipes", is_flag=True, help="Refuse 'cmd |' entries in wav.scp.")
+@click.option("--num-workers", type=int, default=-1, show_default=True,
+              help="Processes decoding and running the VAD (-1: one per core; 0: in this process).")
+@click.option("--pipe-timeout", type=float, default=300.0, show_default=True, help="Seconds a pipe command may take.")
+@click.option("--progress-every", type=float, default=30.0, show_default=True, metavar="SECONDS",
+              help="Off a terminal, a progress line this often (0: none).")
+@click.option("--quiet", "-q", is_flag=True, help="No progress or warnings (the summary stays).")
+@reports_errors
+def segment(input_path, out_dir, audio_root, no_pipes, num_workers, pipe_timeout, progress_every, quiet, **vad_kw):
+    """Cut long recordings into speech segments (VAD) and write a Kaldi data dir.
+
+    
+    PATH: a wav.scp or a data dir without segments (every wav.scp form: files in
+    any format and rate, 'cmd |' pipes, file.ark:offset), decoded as `run` decodes.
+    DIR gets wav.scp, segments (ids <rec>-<start>-<end> in centiseconds, zero-padded
+    to 7 digits, so they sort by time), utt2spk, spk2utt, utt2dur, reco2dur, text
+    (empty transcripts, for lhotse), and segment_errors: each recording that failed
+    or held no speech, with the reason.
+    The VAD is silero-vad's trained model (installed with batchser, nothing is
+    downloaded). Then: batchser run DIR --out OUT (or run --vad in one step).
+    Exit 1 when some recordings are in segment_errors.
+    """
+    from .segment import segment as do_segment
+
+    opts = _vad_opts(vad_kw)
+    log = (lambda *_: None) if quiet else (lambda m: click.echo(m, err=True))
+    r = do_segment(input_path, out_dir, opts=opts, audio_root=audio_root, allow_pipes=not no_pipes,
+                   num_workers=num_workers, pipe_timeout=pipe_timeout, progress=not quiet,
+                   progress_every=progress_every, log=log)
+    for rec, why in r.errors[:10]:
+        log(f"no segments: {rec}: {why}")
+    click.echo(f"segmented {r.n_recordings} recordings ({r.audio_seconds / 3600:.2f} h) into {r.n_segments} "
+               f"segments ({r.speech_seconds / 3600:.2f} h of speech) in {r.wall_seconds:.1f} s"
+               + (f" ({r.audio_seconds / r.wall_seconds:.0f}x real time)" if r.wall_seconds else "")
+               + f"; {r.n_failed} recordings in {Path(out_dir) / 'segment_errors'}"
+               + (f"; {r.n_dropped_short} segments shorter than {opts.min_segment:g} s dropped" if r.n_dropped_short
+                  else "") + f"\nnext: batchser run {out_dir} --out OUT", err=True)
+    if r.n_failed:
         sys.exit(EXIT_PARTIAL)
 
 

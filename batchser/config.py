@@ -31,6 +31,8 @@ class RunConfig:
     long_audio: str = "window"  # or "truncate"
     features: Optional[str] = None  # "prosody": interpretable columns beside each prediction
     part_size: int = 2000
+    vad: Optional[object] = None  # batchser.vad.VadOptions: segment recordings first (run --vad)
+    chunk_size: int = 100_000  # utterances read, sorted by length and bucketed together (memory ~1 KB each)
     shard: Optional[str] = None  # "I/N" or "auto" (array-job environment)
     num_shards: Optional[int] = None
     shard_index: Optional[int] = None

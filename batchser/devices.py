@@ -1,13 +1,14 @@
-"""Several devices in one run: one spawned process per device, each on a share of about equal audio.
+"""Several devices in one run: one spawned process per device, fed shares through queues.
 
-Each process loads its own model and writes its own namespace of parts (``part-d<k>-NNNNN``),
+The parent splits each chunk of work into one share per device (about equal audio) and queues
+share k for device k (at most two chunks ahead: memory stays bounded). Each process loads its own model and writes its own namespace of parts (``part-d<k>-NNNNN``),
 so the processes never touch each other's files; the parent only counts progress.
 """
 from __future__ import annotations
 
 import queue
 from dataclasses import asdict
-from typing import Callable, Dict, List, Optional
+from typing import Callable, Dict, Iterable, List, Optional
 
 from .audio import probe_duration
 from .config import RunConfig, RunSummary
@@ -17,9 +18,10 @@ from .policy import batch_limits, threads_per_device
 from .shards import split
 
 
-def _device_main(cfg: RunConfig, out: str, device: str, dtype: str, utts: List[Utterance], ns: str,
+def _device_main(cfg: RunConfig, out: str, device: str, dtype: str, work_q, ns: str,
                  writer_args: Dict, with_ref: bool, n_devices: int, counter, result_q) -> None:
-    """One device's share, in its own process (spawned: CUDA cannot be forked)."""
+    """One device's shares (from ``work_q`` until None), in its own process (spawned: CUDA
+    cannot be forked)."""
     from .procs import set_parent_death_signal, terminate_as_interrupt
 
     set_parent_death_signal()  # SIGTERM when the parent dies: the share stops, committing what it did
@@ -40,36 +42,41 @@ def _device_main(cfg: RunConfig, out: str, device: str, dtype: str, utts: List[U
             with counter.get_lock():
                 counter.value += n
 
+        summary, n_batches = RunSummary(), 0
         try:
             with terminate_as_interrupt():
-                done = process(backend, writer, utts, cfg=cfg, device=device, with_ref=with_ref, progress=progress,
-                               n_devices=n_devices)
+                while (utts := work_q.get()) is not None:
+                    n_batches += process(backend, writer, utts, cfg=cfg, device=device, with_ref=with_ref,
+                                         progress=progress, n_devices=n_devices, summary=summary).n_batches
         finally:
             try:
                 writer.flush()  # commit what this share computed, whatever stopped it
             except OSError:
                 pass
-        result_q.put((ns, None, asdict(done.summary), done.n_batches))
+        result_q.put((ns, None, asdict(summary), n_batches))
     except BaseException as e:  # report, never hang the parent
         import traceback
 
         result_q.put((ns, f"{type(e).__name__}: {e}\n{traceback.format_exc()}", None, 0))
 
 
-def run_on_devices(cfg: RunConfig, devices: List[str], *, out: str, dtype: str, todo: List[Utterance], writer_args: Dict,
-                   with_ref: bool, on_progress: Optional[Callable[[int], None]] = None,
+def run_on_devices(cfg: RunConfig, devices: List[str], *, out: str, dtype: str, chunks: Iterable[List[Utterance]],
+                   writer_args: Dict, with_ref: bool, on_progress: Optional[Callable[[int], None]] = None,
                    log: Callable[[str], None] = print) -> Processed:
-    """Run ``todo`` on ``devices`` at once; the returned summary adds up the devices' summaries."""
+    """Run ``chunks`` (lists of utterances to do) on ``devices`` at once; the returned summary
+    adds up the devices' summaries."""
     import multiprocessing as mp
 
     ctx = mp.get_context("spawn")
     counter = ctx.Value("i", 0)
     result_q = ctx.Queue()
-    shares = split(todo, [u.utt_id for u in todo], [probe_duration(u) for u in todo], len(devices))
+    work_qs = [ctx.Queue(maxsize=2) for _ in devices]  # the parent reads at most two chunks ahead
+    for q in work_qs:  # a killed device never reads its queue: exiting must not wait to hand it shares
+        q.cancel_join_thread()
     procs = []
     log(f"running on {len(devices)} devices: {', '.join(devices)}")
-    for k, (dev, share) in enumerate(zip(devices, shares)):
-        p = ctx.Process(target=_device_main, args=(cfg, out, dev, dtype, share, f"d{k}", writer_args, with_ref,
+    for k, dev in enumerate(devices):
+        p = ctx.Process(target=_device_main, args=(cfg, out, dev, dtype, work_qs[k], f"d{k}", writer_args, with_ref,
                                                    len(devices), counter, result_q), daemon=False)
         p.start()
         procs.append(p)
@@ -84,6 +91,21 @@ def run_on_devices(cfg: RunConfig, devices: List[str], *, out: str, dtype: str, 
             on_progress(v - seen)
         seen = v
 
+    def put(k: int, item) -> None:
+        while procs[k].is_alive():  # a dead device's shares are left undone (the run stops, resumable)
+            try:
+                work_qs[k].put(item, timeout=0.5)
+                return
+            except queue.Full:
+                report()
+
+    for todo in chunks:
+        for k, share in enumerate(split(todo, [u.utt_id for u in todo], [probe_duration(u) for u in todo],
+                                        len(devices))):
+            if share:
+                put(k, share)
+    for k in range(len(procs)):
+        put(k, None)
     while got < len(procs):
         try:
             ns, err, summ, nb = result_q.get(timeout=0.5)

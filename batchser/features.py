@@ -15,7 +15,7 @@ from .config import RunSummary
 from .corpus import CorpusError, read_corpus
 from .loader import decoder_count, make_loader
 from .pipeline import settle_read_errors
-from .store import OutputLock, check_claimable, features_writer, layout, utterance_row, write_explanations
+from .store import OutputLock, check_claimable, committed_ids, features_writer, layout, utterance_row, write_explanations
 
 # decoding and Praat's pitch tracker cost the same per second of audio whatever the batch: these
 # only bound how much decoded audio waits in memory
@@ -66,6 +66,6 @@ def _features(corpus, out_dir: str, *, t0: float, num_workers: int, pipe_timeout
     writer.ensure_errors_part()
     write_explanations(out_dir, table=layout.FEATURES)
     inputs = {u.utt_id for u in corpus.utterances} | {e.utt_id for e in corpus.errors}
-    s.n_failed_total = len(writer.error_ids & inputs)
+    s.n_failed_total = len(committed_ids(out_dir, layout.FEATURES)[1] & inputs)
     s.wall_seconds = time.time() - t0
     return s

@@ -25,19 +25,21 @@ Progress = Callable[[int, float], None]  # (utterances, audio seconds) after eac
 
 
 def settle_read_errors(corpus: Corpus, writer: PartWriter) -> Tuple[List[Utterance], int, int]:
-    """Write the reader's error rows that no earlier run committed.
+    """Write the reader's error rows that no earlier run committed (``corpus``: the whole corpus
+    or one window of it).
 
     Returns (the utterances still to run, error rows written, utterances an earlier run finished).
     """
     done = writer.finished_ids
     n_err = n_skip = 0
-    for e in corpus.errors:
-        if e.utt_id in done:
+    for e, was in zip(corpus.errors, done.contains([e.utt_id for e in corpus.errors])):
+        if was:
             n_skip += 1
         else:
             writer.add_error(e.utt_id, e.stage, e.message)
             n_err += 1
-    todo = [u for u in corpus.utterances if u.utt_id not in done]
+    was = done.contains([u.utt_id for u in corpus.utterances])
+    todo = [u for u, w in zip(corpus.utterances, was) if not w]
     return todo, n_err, n_skip + len(corpus.utterances) - len(todo)
 
 

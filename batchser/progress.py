@@ -25,11 +25,12 @@ class Progress:
         every: seconds between plain lines off a terminal (0: none).
         log: where plain lines go (stderr, and the ``--log-file``).
         errors: the number of error rows so far (for the lines).
+        unit: what is counted ("utterances", "recordings").
     """
 
     def __init__(self, total: int, *, enabled: bool, every: float = 30.0, log: Callable[[str], None] = print,
-                 errors: Optional[Callable[[], int]] = None):
-        self.total, self.every, self.log, self.errors = total, every, log, errors
+                 errors: Optional[Callable[[], int]] = None, unit: str = "utterances"):
+        self.total, self.every, self.log, self.errors, self.unit = total, every, log, errors, unit
         self.t0 = self.last = time.time()
         self.done = 0
         self.logged = 0  # `done` at the last line written
@@ -39,10 +40,10 @@ class Progress:
         if enabled and sys.stderr.isatty():
             from tqdm import tqdm
 
-            self.bar = tqdm(total=total, unit="utt", desc="batchser")
+            self.bar = tqdm(total=total, unit="utt" if unit == "utterances" else "rec", desc="batchser")
             self.lines = False
         if self.lines:
-            self.log(f"progress: 0/{total} utterances to run")
+            self.log(f"progress: 0/{total} {unit}")
 
     def __call__(self, n: int, secs: float = 0.0) -> None:
         self.done += n
@@ -61,7 +62,7 @@ class Progress:
         el = max(time.time() - self.t0, 1e-9)
         eta = (self.total - self.done) * el / self.done if self.done else float("nan")
         err = self.errors() if self.errors is not None else None
-        return (f"progress: {self.done}/{self.total} utterances ({self.done / self.total:.1%}), "
+        return (f"progress: {self.done}/{self.total} {self.unit} ({self.done / self.total:.1%}), "
                 f"{self.audio / 3600:.2f} h of audio, {self.audio / el:.1f}x real time, elapsed {_hms(el)}, "
                 + (f"ETA {_hms(eta)}" if eta == eta else "ETA unknown")
                 + (f", {err} errors" if err is not None else ""))

@@ -7,20 +7,23 @@ resumed run skips what a previous run committed. The stages live in their own mo
 from __future__ import annotations
 
 import errno
+import itertools
+import json
 import shutil
 import time
 from pathlib import Path
-from typing import Callable, List, Optional, Tuple
+from typing import Callable, Iterator, List, Optional, Tuple
 
 from .audio import TARGET_SR
 from .config import RunConfig, RunStopped, RunSummary
-from .corpus import Corpus, CorpusError, read_corpus
+from .corpus import Corpus, CorpusError, ReadError, Utterance, open_corpus
+from .idtable import IdTable, IdTableBuilder
 from .loader import cache_shared_recordings, decoder_count
 from .pipeline import Processed, process, settle_read_errors
 from .progress import Progress
 from .policy import batch_limits, parse_devices, resolve_dtype
-from .shards import Shard, assign, parse_shard
-from .store import (OutputLock, OutputWriter, check_claimable, clear_ours, committed_ids, layout, shard_dir,
+from .shards import Shard, parse_shard
+from .store import (OutputLock, OutputWriter, check_claimable, clear_ours, committed_ids, count_rows, layout, shard_dir,
                     write_explanations)
 from .store.merging import SHARD_DIR_RE
 from .store.manifest import run_manifest, run_settings
@@ -30,39 +33,31 @@ __all__ = ["RunConfig", "RunStopped", "RunSummary", "run"]
 Log = Callable[[str], None]
 
 
-def select_shard(corpus: Corpus, cfg: RunConfig, out: Path, log: Log) -> Tuple[Optional[Shard], Path]:
-    """Keep only this task's share of ``corpus`` (in place); return the shard and its output dir.
-
-    The split is computed on the whole corpus from what the data dir says (segments, utt2dur,
-    reco2dur: ``batchser prepare`` writes them), so a resubmitted task gets the same share and no
-    task reads a header of another share's files. Utterances of unknown duration count as the
-    median known one (all alike when none is known: shares of equal counts).
-    """
-    shard = parse_shard(cfg.shard, cfg.num_shards, cfg.shard_index)
+def shard_out(shard: Optional[Shard], top: Path, log: Log) -> Path:
+    """The output directory of this task (its own under OUT/shards/ with a shard)."""
     if shard is None:
-        return None, out
-    durs = [u.duration for u in corpus.utterances]
-    known = sorted(d for d in durs if d is not None)
-    unknown = known[len(known) // 2] if known else 10.0
-    if len(known) < len(durs):
-        log(f"note: {len(durs) - len(known)} of {len(durs)} utterances have no known duration: shards are balanced "
-            "by count for them (run `batchser prepare DATA` once for duration-balanced shards)")
-    # whole recordings go to one task: a task reads (or decodes, for pipes) only its own recordings
-    rec_secs: dict = {}
-    for u, d in zip(corpus.utterances, durs):
-        rec_secs[u.rec_id] = rec_secs.get(u.rec_id, 0.0) + (d if d is not None else unknown)
-    units = [f"rec:{r}" for r in rec_secs] + [f"err:{e.utt_id}" for e in corpus.errors]
-    share = assign(units, list(rec_secs.values()) + [0.0] * len(corpus.errors), shard.count)
-    corpus.utterances = [u for u in corpus.utterances if share[f"rec:{u.rec_id}"] == shard.index]
-    corpus.errors = [e for e in corpus.errors if share[f"err:{e.utt_id}"] == shard.index]
-    other = sorted({m.group(2) for p in (out / layout.SHARDS).glob("shard-*")
+        return top
+    other = sorted({m.group(2) for p in (top / layout.SHARDS).glob("shard-*")
                     if (m := SHARD_DIR_RE.match(p.name)) and int(m.group(2)) != shard.count})
     if other:
-        raise ValueError(f"{out / layout.SHARDS} holds shards of a split into {', '.join(str(int(n)) for n in other)}, "
+        raise ValueError(f"{top / layout.SHARDS} holds shards of a split into {', '.join(str(int(n)) for n in other)}, "
                          f"not {shard.count}: one OUT takes one array size (use another --out, or the same N)")
-    out = shard_dir(out, shard.name)
-    log(f"shard {shard.index}/{shard.count}: {corpus.n_input} utterances -> {out}")
-    return shard, out
+    return shard_dir(top, shard.name)
+
+
+def _first_usable(chunks: Iterator[Corpus], cfg: RunConfig) -> Iterator[Corpus]:
+    """``chunks`` again, after checking that some utterance is usable: a corpus where nothing is
+    (a wrong --audio-root, a typo) stops at once, before a model is loaded."""
+    held = []
+    for c in chunks:
+        held.append(c)
+        if c.utterances:
+            return itertools.chain(held, chunks)
+    errs = [e for c in held for e in c.errors]
+    shown = "\n  ".join(e.message for e in errs[:5])
+    raise CorpusError(f"no utterance of {cfg.input} is usable ({len(errs)} problems), e.g.:\n  {shown}"
+                      f"\ncheck the corpus with `batchser info {cfg.input}` (relative paths resolve against "
+                      "the current directory, or --audio-root)")
 
 
 def _load_model(cfg: RunConfig, devices: List[str], dtype: str, log: Log):
@@ -103,43 +98,92 @@ def run(cfg: RunConfig, log: Log = print) -> RunSummary:
         Interrupted / KeyboardInterrupt: a signal stopped it after committing what it held.
     """
     t0 = time.time()
-    corpus = read_corpus(cfg.input, audio_root=cfg.audio_root, allow_pipes=cfg.allow_pipes,
-                         extensions=cfg.extensions.split(",") if cfg.extensions else None)
-    if corpus.n_input == 0:
-        raise CorpusError(f"{corpus.wav_scp}: no utterances (the file is empty or holds only blank lines)")
-    if not corpus.utterances:  # nothing to run: say why at once, without loading a model
-        shown = "\n  ".join(e.message for e in corpus.errors[:5])
-        raise CorpusError(f"no utterance of {cfg.input} is usable ({len(corpus.errors)} problems), e.g.:\n  {shown}"
-                          f"\ncheck the corpus with `batchser info {cfg.input}` (relative paths resolve against "
-                          "the current directory, or --audio-root)")
-    for w in corpus.warnings:
-        log(f"warning: {w.message}")
+    shard = parse_shard(cfg.shard, cfg.num_shards, cfg.shard_index)
     top = Path(cfg.out)
     check_claimable(top)  # touches nothing: a foreign directory is refused before any write
-    shard, out = select_shard(corpus, cfg, top, log)
+    out = shard_out(shard, top, log)
     if shard is not None:
         check_claimable(out)
     try:
+        if cfg.vad is None:
+            stream, chunks, n_logged = _open(cfg, cfg.input, shard, out, log)
+            with OutputLock(out, command=cfg.argv, log=log):
+                return _run_locked(cfg, stream, chunks, shard, out, t0, log, n_logged)
         with OutputLock(out, command=cfg.argv, log=log):
-            return _run_locked(cfg, corpus, shard, out, t0, log)
+            data, no_segments = _segmented(cfg, shard, out, log)
+            stream, chunks, n_logged = _open(cfg, str(data), None, out, log)  # the segments are this task's
+            # a recording without segments (unreadable, or no speech) is an error row: every input is somewhere
+            chunks = itertools.chain([Corpus(errors=no_segments)], chunks)
+            return _run_locked(cfg, stream, chunks, shard, out, t0, log, n_logged)
     except OSError as e:
         if e.errno not in WRITE_FAULTS:
             raise
         raise _write_failure(e, out) from e
 
 
-def _run_locked(cfg: RunConfig, corpus: Corpus, shard: Optional[Shard], out: Path, t0: float, log: Log) -> RunSummary:
+def _open(cfg: RunConfig, path: str, shard: Optional[Shard], out: Path, log: Log):
+    """The corpus stream of this task, its chunks (checked for something usable), and how many
+    of its warnings were logged."""
+    stream = open_corpus(path, audio_root=cfg.audio_root, allow_pipes=cfg.allow_pipes,
+                         extensions=cfg.extensions.split(",") if cfg.extensions else None, shard=shard)
+    if stream.n_lines == 0:
+        raise CorpusError(f"{stream.wav_scp}: no utterances (the file is empty or holds only blank lines)")
+    for w in stream.warnings:
+        log(f"warning: {w.message}")
+    chunks = stream.chunks(cfg.chunk_size)
+    if shard is None:
+        chunks = _first_usable(chunks, cfg)
+    elif stream.n_usable_lines == 0:
+        chunks = _first_usable(iter(()), cfg)
+    else:
+        log(f"shard {shard.index}/{shard.count}: {stream.n_expected} utterances -> {out}")
+        if stream.n_unknown_durations:
+            log(f"note: {stream.n_unknown_durations} recordings have no known duration: they count as the mean "
+                "known one in the split (run `batchser prepare DATA` once for duration-balanced shards)")
+    return stream, chunks, len(stream.warnings)  # later warnings (found while reading chunks) are logged as they come
+
+
+def _segmented(cfg: RunConfig, shard: Optional[Shard], out: Path, log: Log) -> Tuple[Path, List[ReadError]]:
+    """``run --vad``: this task's recordings cut into speech segments in OUT/vad/ (reused on a
+    resume with the same options: the segmentation is deterministic), and an error row (stage
+    "vad") for each recording without segments."""
+    from .segment import is_complete, no_segments, segment
+
+    vdir = out / layout.VAD
+    settings = out / layout.SETTINGS
+    if settings.exists():  # before segmenting again: a resume with other VAD options is refused
+        old = json.loads(settings.read_text(encoding="utf-8")).get("vad")
+        if old != cfg.vad.to_dict():
+            raise ValueError(f"cannot resume {out}: it was made with other VAD options ({old} there, "
+                             f"{cfg.vad.to_dict()} now). Use a new --out directory, or --overwrite to start again.")
+    if is_complete(vdir, cfg.vad, cfg.input, shard) and not cfg.overwrite:
+        log(f"vad: reusing the segments in {vdir}")
+        return vdir, no_segments(vdir)
+    devices = parse_devices(cfg.device)
+    n = decoder_count(cfg.num_workers, "cpu", 1) if not devices[0].startswith("cuda") else decoder_count(
+        cfg.num_workers, devices[0], len(devices))
+    r = segment(cfg.input, vdir, opts=cfg.vad, audio_root=cfg.audio_root, allow_pipes=cfg.allow_pipes,
+                num_workers=n, pipe_timeout=cfg.pipe_timeout, shard=shard, progress=cfg.progress,
+                progress_every=cfg.progress_every, log=log)
+    log(f"vad: {r.n_recordings} recordings ({r.audio_seconds / 3600:.2f} h) -> {r.n_segments} segments "
+        f"({r.speech_seconds / 3600:.2f} h of speech) in {r.wall_seconds:.1f} s; {r.n_failed} recordings without "
+        f"segments (listed in {vdir / 'segment_errors'})")
+    return vdir, no_segments(vdir)
+
+
+def _run_locked(cfg: RunConfig, stream, chunks: Iterator[Corpus], shard: Optional[Shard], out: Path, t0: float,
+                log: Log, n_logged: int) -> RunSummary:
     devices = parse_devices(cfg.device)
     dtype = resolve_dtype(cfg.dtype, devices[0])
     backend = _load_model(cfg, devices, dtype, log)
     info, labels, embed_dim = backend.info, backend.labels, backend.embed_dim
 
     if cfg.overwrite:  # after every check: the run is known to go ahead
-        kept = clear_ours(out)
+        kept = clear_ours(out, keep=(layout.VAD,) if cfg.vad is not None else ())  # vad/: just made
         if kept:
             log(f"--overwrite: kept what batchser did not write in {out} ({len(kept)}): {', '.join(kept[:10])}"
                 + (", ..." if len(kept) > 10 else ""))
-    with_ref = any(u.ref_label is not None for u in corpus.utterances)
+    with_ref = stream.with_ref
     writer_args = dict(labels=labels, model_id=info.id, emb_dtype=cfg.emb_dtype,
                        frames=cfg.granularity == "frame", with_ref=with_ref, part_size=cfg.part_size,
                        settings=run_settings(cfg, info, labels, dtype), npy_layout=cfg.npy_layout,
@@ -147,47 +191,72 @@ def _run_locked(cfg: RunConfig, corpus: Corpus, shard: Optional[Shard], out: Pat
     writer = OutputWriter(out, **writer_args)  # refuses a directory made with other settings
     if cfg.retry_errors:
         writer.drop_errors()
-    todo, n_err, n_skip = settle_read_errors(corpus, writer)
-    s = RunSummary(n_input=corpus.n_input, n_errors=n_err, n_skipped=n_skip, n_read_warnings=len(corpus.warnings),
-                   out_dir=str(out), shard=shard.name if shard else None)
-    if s.n_skipped:
-        log(f"resuming: {s.n_skipped} utterance(s) already finished in {out} (results or errors), "
-            f"{len(todo)} to run" + (f"; {n_err} unreadable ones listed in errors/ again" if n_err else ""))
+    n_before = len(writer.finished_ids)
+    if n_before:
+        log(f"resuming: {n_before} utterance(s) already finished in {out} (results or errors) are skipped")
+    s = RunSummary(out_dir=str(out), shard=shard.name if shard else None)
     n_dec = decoder_count(cfg.num_workers, devices[0], len(devices))
     live = RunSummary()  # filled batch by batch: what an interrupted run did is still reported
-    bar = Progress(len(todo), enabled=cfg.progress, every=cfg.progress_every, log=log,
+    bar = Progress(max(0, stream.n_expected - n_before), enabled=cfg.progress, every=cfg.progress_every, log=log,
                    errors=lambda: s.n_errors + live.n_errors)
     done = Processed(live, 0, *batch_limits(devices[0], cfg.batch_seconds, cfg.max_batch_size))
-    status, cached = "stopped", True
+    inputs = IdTableBuilder()  # this task's input ids: which of the committed errors are its own
+    status, cached = "stopped", False
+
+    def todo_chunks() -> Iterator[List[Utterance]]:
+        """Each chunk's utterances still to run, after its read errors are written."""
+        nonlocal cached, n_logged
+        for c in chunks:
+            inputs.add([u.utt_id for u in c.utterances] + [e.utt_id for e in c.errors])
+            s.n_input += c.n_input
+            for w in stream.warnings[n_logged:]:
+                log(f"warning: {w.message}")
+            n_logged = len(stream.warnings)
+            todo, n_err, n_skip = settle_read_errors(c, writer)
+            s.n_errors += n_err
+            s.n_skipped += n_skip
+            if n_err:
+                bar(n_err)
+            todo, bad, made = cache_shared_recordings(todo, out / layout.CACHE, pipe_timeout=cfg.pipe_timeout,
+                                                      num_decoders=n_dec,
+                                                      pipe_max_bytes=int(cfg.pipe_max_mb * (1 << 20)))
+            cached |= made
+            for u, msg in bad:
+                writer.add_error(u.utt_id, "decode", msg)
+                s.n_errors += 1
+            if bad:
+                bar(len(bad))
+            if todo:
+                yield todo
+
     try:
-        todo, bad, cached = cache_shared_recordings(todo, out / layout.CACHE, pipe_timeout=cfg.pipe_timeout,
-                                                    num_decoders=n_dec, pipe_max_bytes=int(cfg.pipe_max_mb * (1 << 20)))
-        for u, msg in bad:
-            writer.add_error(u.utt_id, "decode", msg)
-            s.n_errors += 1
         if len(devices) == 1:
-            done = process(backend, writer, todo, cfg=cfg, device=devices[0], with_ref=with_ref, progress=bar,
-                           summary=live)
+            for todo in todo_chunks():
+                nb = done.n_batches
+                done = process(backend, writer, todo, cfg=cfg, device=devices[0], with_ref=with_ref, progress=bar,
+                               summary=live)
+                done.n_batches += nb
         else:
             from .devices import run_on_devices
 
-            writer.flush()  # read errors committed before the device processes start
             del backend
-            done = run_on_devices(cfg, devices, out=str(out), dtype=dtype, todo=todo, writer_args=writer_args,
-                                  with_ref=with_ref, on_progress=bar, log=log)
+            done = run_on_devices(cfg, devices, out=str(out), dtype=dtype, chunks=_flushed(todo_chunks(), writer),
+                                  writer_args=writer_args, with_ref=with_ref, on_progress=bar, log=log)
         status = "stopped" if done.failures else "complete"
     except KeyboardInterrupt:  # Ctrl-C, or SIGTERM through procs.terminate_as_interrupt
         status = "interrupted"
         raise
     finally:
         s.add(done.summary)
+        s.n_read_warnings = stream.n_warnings
         bar.close()
         for w in s.warnings:
             log(f"warning: {w}")
         for ev in s.oom_backoffs:
             log(f"out of memory on a batch of {ev['failed_items']} ({ev['failed_padded_samples'] / TARGET_SR:.1f} s "
                 f"padded): batches now hold at most {ev['new_max_padded_samples'] / TARGET_SR:.1f} s padded")
-        _finish(cfg, out, writer, s, status=status, t0=t0, cached=cached, log=log, corpus=corpus,
+        _finish(cfg, out, writer, s, status=status, t0=t0, cached=cached, log=log, stream=stream,
+                inputs=inputs.build(),
                 manifest=dict(info=info, labels=labels, embed_dim=embed_dim, devices=devices, dtype=dtype,
                               n_batches=done.n_batches, batch_seconds=done.batch_seconds,
                               max_batch_size=done.max_batch_size, num_decoders=n_dec, failures=done.failures,
@@ -198,8 +267,16 @@ def _run_locked(cfg: RunConfig, corpus: Corpus, shard: Optional[Shard], out: Pat
     return s
 
 
+def _flushed(chunks: Iterator[List[Utterance]], writer: OutputWriter) -> Iterator[List[Utterance]]:
+    """``chunks``, committing the parent's rows (read errors) before each is handed to the devices."""
+    for todo in chunks:
+        writer.flush()
+        yield todo
+    writer.flush()
+
+
 def _finish(cfg: RunConfig, out: Path, writer: OutputWriter, s: RunSummary, *, status: str, t0: float,
-            cached: bool, log: Log, corpus: Corpus, manifest: dict) -> None:
+            cached: bool, log: Log, stream, inputs: IdTable, manifest: dict) -> None:
     """Commit what is buffered and write the manifest, whatever stopped the run (a failing write
     here is reported, never allowed to hide why the run stopped)."""
     try:
@@ -210,20 +287,20 @@ def _finish(cfg: RunConfig, out: Path, writer: OutputWriter, s: RunSummary, *, s
     if cached:
         shutil.rmtree(out / layout.CACHE, ignore_errors=True)
     s.wall_seconds = time.time() - t0
-    ok_ids, err_ids = committed_ids(out)  # totals over every namespace and earlier runs
-    inputs = {u.utt_id for u in corpus.utterances} | {e.utt_id for e in corpus.errors}
-    s.n_failed_total = len(err_ids & inputs)
-    warnings = [w.message for w in corpus.warnings] + s.warnings
+    n_ok, n_err = count_rows(out, layout.LABELS), count_rows(out, layout.ERRORS)  # every namespace, earlier runs
+    _, err_ids = committed_ids(out)
+    s.n_failed_total = int(inputs.contains(sorted(err_ids)).sum())
+    warnings = [w.message for w in stream.warnings] + s.warnings
     if status != "complete":
-        log(f"{status}: {len(ok_ids)} results and {len(err_ids)} errors are committed in {out}; "
+        log(f"{status}: {n_ok} results and {n_err} errors are committed in {out}; "
             "run the same command again to resume")
     try:
         writer.ensure_errors_part()  # errors/*.parquet always matches, with the full schema
         if cfg.features == "prosody":
             write_explanations(out)
         writer.write_manifest(run_manifest(
-            cfg=cfg, summary=s, status=status, corpus=corpus, warnings=warnings[:MAX_WARNINGS_KEPT],
-            warnings_total=len(warnings), totals={"results_total": len(ok_ids), "errors_total": len(err_ids)},
+            cfg=cfg, summary=s, status=status, corpus=stream, warnings=warnings[:MAX_WARNINGS_KEPT],
+            warnings_total=stream.n_warnings + len(s.warnings), totals={"results_total": n_ok, "errors_total": n_err},
             **manifest))
     except OSError as e:
         log(f"error: could not write {out / layout.MANIFEST}: {e}")

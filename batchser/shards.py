@@ -1,10 +1,11 @@
 """Which share of the work a task or a device runs (before anything is read or decoded).
 
 A corpus is split into N shares that are deterministic (every task computes the same split from
-the same corpus), disjoint, cover every input utterance, and carry about equal audio (greedy on
-durations known without decoding). For array jobs the split is computed on the whole corpus,
-never on what is left, so a resubmitted task gets the same share and resumes it; a multi-device
-run splits what is left to do among its devices with the same rule. Joining the shards' output
+the same corpus), disjoint, cover every input utterance, and carry about equal audio (durations
+known without decoding). For array jobs the split is computed on the whole corpus, never on what
+is left, so a resubmitted task gets the same share and resumes it: contiguous runs of recordings
+(:func:`contiguous`, computed while the reader streams the list). A multi-device run splits each
+window of what is left among its devices greedily (:func:`assign`). Joining the shards' output
 directories afterwards is the store's job (:mod:`batchser.store.merge`).
 """
 from __future__ import annotations
@@ -12,8 +13,11 @@ from __future__ import annotations
 import heapq
 import os
 import re
+import zlib
 from dataclasses import dataclass
 from typing import Dict, List, Mapping, Optional, Sequence
+
+import numpy as np
 
 
 @dataclass(frozen=True)
@@ -121,3 +125,27 @@ def split(items: Sequence, ids: Sequence[str], durations: Sequence[Optional[floa
     for item, i in zip(items, ids):
         out[share[i]].append(item)
     return out
+
+
+def contiguous(durations: np.ndarray, count: int) -> np.ndarray:
+    """Share of each unit (recording or line, in list order) for ``count`` shares: contiguous runs
+    of about equal audio, as Kaldi's ``split_data.sh`` cuts a sorted data dir.
+
+    A unit goes to the share its midpoint falls in on the cumulative-audio axis, so each share
+    differs from ``total / count`` by at most one unit's audio. Needs one pass and no sort:
+    every task of an array job computes it from the same list in O(1) memory per unit.
+    """
+    d = np.maximum(np.asarray(durations, dtype=np.float64), 0.0)
+    if count <= 1 or not len(d):
+        return np.zeros(len(d), dtype=np.int64)
+    cum = np.cumsum(d)
+    total = cum[-1]
+    if total <= 0:
+        return (np.arange(len(d)) * count // len(d)).astype(np.int64)
+    mid = cum - d / 2
+    return np.minimum((mid / total * count).astype(np.int64), count - 1)
+
+
+def error_share(utt_id: str, count: int) -> int:
+    """The share of an error row (a line bad on its own): stable across processes and runs."""
+    return zlib.crc32(utt_id.encode("utf-8", "surrogatepass")) % count if count > 1 else 0

@@ -24,11 +24,12 @@ def test_progress_lines_off_a_terminal_and_in_the_log_file(e2v_dir, tmp_path, ma
                         "--max-batch-size", "2", "--progress-every", "0.0001", "--log-file", log)
     assert code == 1
     lines = [l for l in out.splitlines() if l.startswith("progress: ")]
-    assert lines[0] == "progress: 0/6 utterances to run" and len(lines) == 4  # start, 3 batches (the last: the end)
-    assert lines[-1].startswith("progress: 6/6 utterances (100.0%)")
+    # start, the unreadable line (counted when the reader finds it), 3 batches (the last: the end)
+    assert lines[0] == "progress: 0/7 utterances" and len(lines) == 5
+    assert lines[-1].startswith("progress: 7/7 utterances (100.0%)")
     assert "x real time" in lines[1] and "ETA" in lines[1] and lines[-1].endswith("1 errors")
     text = log.read_text()
-    assert "progress: 6/6" in text and "done: 6 ok, 1 errors" in text
+    assert "progress: 7/7" in text and "done: 6 ok, 1 errors" in text
     code, out = run_cli("run", d, "--out", tmp_path / "q", "--model", e2v_dir, "--num-workers", "0",
                         "--progress-every", "0.0001", "-q")
     assert "progress:" not in out and "done:" in out
@@ -49,4 +50,4 @@ def test_a_short_task_still_logs_its_last_progress_line(e2v_dir, tmp_path, make_
     d = make_corpus({f"u{i}": 0.4 for i in range(3)})
     code, out = run_cli("run", d, "--out", tmp_path / "o", "--model", e2v_dir, "--num-workers", "0")
     lines = [l for l in out.splitlines() if l.startswith("progress: ")]
-    assert code == 0 and lines == ["progress: 0/3 utterances to run", lines[-1]] and "3/3" in lines[-1]
+    assert code == 0 and lines == ["progress: 0/3 utterances", lines[-1]] and "3/3" in lines[-1]

@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 import shutil
 from pathlib import Path
-from typing import List
+from typing import List, Sequence
 
 from . import layout
 from .lock import LOCK_NAME, OutputLock
@@ -45,18 +45,21 @@ _INSIDE = {
     layout.FEATURES: _PART, layout.NPY: re.compile(r"^\.?.+\.npy(\.tmp)?$"),
     layout.CACHE: re.compile(r"^rec\d+\.wav(\.tmp)?$"),
     layout.EVAL: re.compile(r"^\.?(metrics\.json|confusion\.png|wer\.json)(\.tmp)?$"),
+    layout.VAD: re.compile(r"^\.?(wav\.scp|segments|utt2spk|spk2utt|utt2dur|reco2dur|text|segment_errors|segment\.json)"
+                           r"(\.tmp)?$"),
 }
 _FILES = re.compile(r"^\.?(settings\.json|manifest\.json|explanations\.parquet|summary_by_\w+\.(parquet|png))(\.tmp)?$")
 
 
-def clear_ours(out: Path) -> List[str]:
+def clear_ours(out: Path, keep: Sequence[str] = ()) -> List[str]:
     """``--overwrite``: remove what batchser wrote in ``out`` (its files, inside its folders too,
-    and shards' directories likewise); return the paths, relative to ``out``, of what was kept."""
+    and shards' directories likewise), except the entries named in ``keep``; return the paths,
+    relative to ``out``, of what was kept that batchser did not write."""
     out = Path(out)
     kept: List[str] = []
     for p in sorted(out.iterdir()) if out.is_dir() else []:
         name = p.name
-        if name == LOCK_NAME:
+        if name == LOCK_NAME or name in keep:
             continue
         if p.is_dir() and not p.is_symlink() and name in _INSIDE:
             for f in sorted(p.iterdir()):

@@ -26,7 +26,7 @@ import pyarrow as pa
 
 LABELS, EMBEDDINGS, FRAMES, NPY, ERRORS, FEATURES = "labels", "embeddings", "frames", "npy", "errors", "features"
 SETTINGS, MANIFEST, EXPLANATIONS = "settings.json", "manifest.json", "explanations.parquet"
-SHARDS, CACHE, EVAL = "shards", ".cache", "eval"
+SHARDS, CACHE, EVAL, VAD = "shards", ".cache", "eval", "vad"
 
 # part-00012.parquet, or part-d1-00012.parquet in a namespace (one per device process / shard)
 PART_RE = re.compile(r"^part-(?:(?P<ns>[A-Za-z0-9]+)-)?(?P<n>\d{5,})\.(?:parquet|npy)$")

@@ -26,6 +26,7 @@ def run_settings(cfg, info, labels: List[str], dtype: str) -> Dict:
         "dtype": dtype, "granularity": cfg.granularity, "emb_dtype": cfg.emb_dtype,
         "max_seconds": cfg.max_seconds, "long_audio": cfg.long_audio, "npy_layout": cfg.npy_layout,
         "features": cfg.features,
+        "vad": cfg.vad.to_dict() if getattr(cfg, "vad", None) is not None else None,
     }
 
 

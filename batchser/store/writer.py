@@ -15,6 +15,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from ..idtable import IdTable, IdTableBuilder
 from . import atomic, layout
 from .layout import ERROR_SCHEMA, PART_RE
 
@@ -55,6 +56,20 @@ def committed_ids(out_dir: str | os.PathLike, table: str = layout.LABELS) -> Tup
     return _ids(Path(out_dir), table), _ids(Path(out_dir), layout.ERRORS)
 
 
+def committed_table(out_dir: str | os.PathLike, *tables: str) -> IdTable:
+    """The ids committed in ``tables``, held compactly (a resume of tens of millions of rows)."""
+    b = IdTableBuilder()
+    for table in tables:
+        for f in layout.parts(Path(out_dir), table):
+            b.add(pq.read_table(f, columns=["utt_id"]).column("utt_id").to_pylist())
+    return b.build()
+
+
+def count_rows(out_dir: str | os.PathLike, table: str) -> int:
+    """Rows committed in ``table`` (from the parts' metadata: nothing is read)."""
+    return sum(pq.ParquetFile(f).metadata.num_rows for f in layout.parts(Path(out_dir), table))
+
+
 class PartWriter:
     """Rows of one table (``labels`` or ``features``) plus the errors table, in numbered parts.
 
@@ -84,9 +99,7 @@ class PartWriter:
         if settings is not None:
             self._check_settings(settings)
         self._clean()
-        self.done_ids: Set[str] = set()
-        self.error_ids: Set[str] = set()
-        self._next = self._scan()  # fills done_ids and error_ids
+        self._next = self._scan()  # fills finished_ids
         self._rows: List[dict] = []
         self._errors: List[dict] = []
         self.n_written = 0
@@ -134,8 +147,9 @@ class PartWriter:
                 m = PART_RE.match(f.name)
                 if m and m.group("ns") == self.namespace:
                     nums.append(int(m.group("n")))
-        self.done_ids, self.error_ids = committed_ids(self.out, self.table)
-        if self.done_ids:
+        self.finished_ids: IdTable = committed_table(self.out, self.table, layout.ERRORS)
+        """Utterances earlier runs committed (results or errors): what a resume skips."""
+        if layout.parts(self.out, self.table):
             existing = pq.read_schema(layout.parts(self.out, self.table)[0])
             if existing.names != self.schema.names:
                 raise ValueError(
@@ -150,13 +164,8 @@ class PartWriter:
         parts = layout.parts(self.out, layout.ERRORS)
         for f in parts:
             f.unlink()
-        self.error_ids = set()
+        self.finished_ids = committed_table(self.out, self.table)
         return len(parts)
-
-    @property
-    def finished_ids(self) -> Set[str]:
-        """Utterances a previous run already committed (results or errors)."""
-        return self.done_ids | self.error_ids
 
     # -- writing ------------------------------------------------------------------------
     def add_rows(self, rows: List[dict]) -> None:
@@ -190,14 +199,12 @@ class PartWriter:
             rows = self._rows
             self._write_arrays(name, rows)
             atomic.save_parquet(self.out / self.table / f"{name}.parquet", pa.Table.from_pylist(rows, schema=self.schema))
-            self.done_ids.update(r["utt_id"] for r in rows)
             self.n_written += len(rows)
             self._rows = []
             self._clear_arrays()
         if self._errors:
             atomic.save_parquet(self.out / layout.ERRORS / f"{name}.parquet",
                                 pa.Table.from_pylist(self._errors, schema=ERROR_SCHEMA))
-            self.error_ids.update(e["utt_id"] for e in self._errors)
             self.n_errors_written += len(self._errors)
             self._errors = []
 
