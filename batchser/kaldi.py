@@ -91,6 +91,45 @@ class _Line:
     error: Optional[str]  # a line bad on its own: an error row
 
 
+class _InOrder:
+    """A float side table (utt2dur, reco2dur) read in step with the ids asked for, in order.
+
+    Kaldi's tables are sorted alike, so the common case holds no table at all; at the first id
+    the file does not have next, the rest is looked up in a compact table of the whole file
+    (:class:`~batchser.idtable.SideTable`).
+    """
+
+    def __init__(self, path: Path, *, warn):
+        self.path, self.warn = path, warn
+        self.lines = table_lines(path) if path.exists() else iter(())
+        self.head: Optional[Tuple[str, str, int]] = None
+        self.table: Optional[SideTable] = None
+        self._next()
+
+    def _next(self) -> None:
+        for no, line in self.lines:
+            f = line.split(None, 1)
+            if len(f) == 2:
+                self.head = (f[0], f[1].strip(), no)
+                return
+            self.warn(f[0], f"{self.path}:{no}: malformed line, expected '<id> <value>': {line!r}")
+        self.head = None
+
+    def get(self, ids: List[str]) -> List[Optional[float]]:
+        if self.table is not None:
+            return self.table.get(ids)
+        out: List[Optional[float]] = []
+        for i, uid in enumerate(ids):
+            if self.head is None or self.head[0] != uid:
+                if self.head is None and not self.path.exists():
+                    return out + [None] * (len(ids) - i)
+                self.table = SideTable(self.path, kind="float", warn=self.warn, lines=table_lines)
+                return out + self.table.get(ids[i:])
+            out.append(_fnum(self.head[1]))
+            self._next()
+        return out
+
+
 class KaldiStream:
     """A Kaldi data dir or wav.scp, indexed (pass 1); :meth:`chunks` yields its utterances.
 
@@ -111,9 +150,14 @@ class KaldiStream:
         d = self.data_dir
         self.segments = d / "segments" if (d / "segments").exists() else None
         self.list_file = self.segments or self.wav_scp
-        # durations decide the split: read before the index (without segments they are per line)
-        self.dur = SideTable(d / "utt2dur", kind="float", warn=self._warn, lines=table_lines)
-        self.rdur = SideTable(d / "reco2dur", kind="float", warn=self._warn, lines=table_lines)
+        # durations decide the split. With segments: their times (and reco2dur for end -1, per
+        # recording: small). Without: utt2dur, else reco2dur, per line, read in step with wav.scp
+        # (Kaldi tables are sorted alike: no table in memory) and kept as 4 bytes per line.
+        self._warned: set = set()
+        if self.segments is not None:
+            self.rdur = SideTable(d / "reco2dur", kind="float", warn=self._warn, lines=table_lines)
+        else:
+            self._dur_in_order = [_InOrder(d / name, warn=self._warn) for name in ("utt2dur", "reco2dur")]
         self.with_ref = any(True for _ in table_lines(d / "utt2emo")) if (d / "utt2emo").exists() else False
         mine = self._index()
         # speakers and labels only for this task's lines (a shard of 10^7 lines holds 10^5 of them)
@@ -122,6 +166,10 @@ class KaldiStream:
 
     # -- messages -------------------------------------------------------------------------
     def _warn(self, utt_id: str, message: str) -> None:
+        if message in self._warned:  # a table read twice (see _InOrder) reports a line once
+            return
+        if len(self.warnings) < MAX_WARNINGS_KEPT:
+            self._warned.add(message)
         self.n_warnings += 1
         if len(self.warnings) < MAX_WARNINGS_KEPT:
             self.warnings.append(ReadError(utt_id, message))
@@ -218,6 +266,18 @@ class KaldiStream:
                         if len(block_ids) >= BLOCK:
                             self._index_block(block_ids, block_good, h1, line_secs)
                         continue
+            else:  # wav.scp: a path, an ark entry or a pipe that needs no closer look here
+                f = line.split(None, 1)
+                if len(f) == 2:
+                    rx = f[1].rstrip()
+                    last = rx[-1]
+                    if rx[0] != "|" and rx != "-" and (last != "|" or (self.allow_pipes and rx[:-1].strip())):
+                        code.append(len(code))
+                        block_ids.append(f[0])
+                        block_good.append(True)
+                        if len(block_ids) >= BLOCK:
+                            self._index_block(block_ids, block_good, h1, line_secs)
+                        continue
             x = self._parse(no, line)
             if x.error is not None:
                 code.append(-1 - error_share(x.uid, n_shares))
@@ -250,7 +310,9 @@ class KaldiStream:
             u[np.array(unknown, dtype=np.int64) > 0] = np.nan  # a recording with an unknown segment
             u[np.bincount(c[c >= 0], minlength=len(u)) == 0] = 0.0  # no segment: no audio to share
         else:
-            u = np.concatenate(line_secs) if line_secs else np.zeros(0)
+            self._line_secs = np.concatenate(line_secs) if line_secs else np.zeros(0, dtype=np.float32)
+            del line_secs[:]
+            u = self._line_secs.astype(np.float64)
             u[c < 0] = 0.0
         known = u[~np.isnan(u)]
         self.n_unknown_durations = int(len(u) - len(known))
@@ -276,7 +338,7 @@ class KaldiStream:
         h1.extend(map(hash, ids))
         if self.segments is None:  # durations per line: utt2dur, else reco2dur
             ok = np.array(good, dtype=bool)
-            secs = np.full(len(ids), np.nan)
+            secs = np.full(len(ids), np.nan, dtype=np.float32)
             known = self._known_durations([u for u, g in zip(ids, good) if g])
             secs[ok] = [np.nan if k is None else k for k in known]
             line_secs.append(secs)
@@ -284,8 +346,8 @@ class KaldiStream:
         good.clear()
 
     def _known_durations(self, ids: List[str]) -> List[Optional[float]]:
-        """Without segments: utt2dur, else reco2dur (the recording is the utterance)."""
-        a, b = self.dur.get(ids), self.rdur.get(ids)
+        """Without segments, in wav.scp order: utt2dur, else reco2dur (the recording is the utterance)."""
+        a, b = (t.get(ids) for t in self._dur_in_order)
         return [x if x is not None else y for x, y in zip(a, b)]
 
     # -- pass 2 ---------------------------------------------------------------------------
@@ -338,7 +400,7 @@ class KaldiStream:
             if share != mine:
                 continue
             held = len(buf) + len(errors)
-            if held >= size and (not buf or buf[-1][1].rec != x.rec or held >= 2 * size):
+            if held >= size and (not buf or buf[-1][2].rec != x.rec or held >= 2 * size):
                 yield self._chunk(buf, errors, lack)
                 buf, errors = [], []
                 memo = {x.rec: memo[x.rec]} if x.rec in memo else {}
@@ -348,7 +410,7 @@ class KaldiStream:
             if x.error is not None:
                 errors.append(ReadError(x.uid, x.error))
                 continue
-            buf.append((no, x, src))
+            buf.append((idx, no, x, src))
         if buf or errors:
             yield self._chunk(buf, errors, lack)
         for name, (n, some) in lack.items():
@@ -356,28 +418,28 @@ class KaldiStream:
                 self._warn(some[0], f"{self.data_dir / name}: no {'speaker' if name == 'utt2spk' else 'reference label'} "
                                     f"for {n} utterance(s), e.g. {', '.join(some)}")
 
-    def _chunk(self, buf: List[Tuple[int, _Line, AudioSource]], errors: List[ReadError], lack: Dict) -> Corpus:
-        ids = [x.uid for _, x, _ in buf]
+    def _chunk(self, buf: List[Tuple[int, int, _Line, AudioSource]], errors: List[ReadError], lack: Dict) -> Corpus:
+        ids = [x.uid for _, _, x, _ in buf]
         spk, emo = self.spk.get(ids), self.emo.get(ids)
         for name, table, got in (("utt2spk", self.spk, spk), ("utt2emo", self.emo, emo)):
             if table.present:
                 miss = [u for u, v in zip(ids, got) if v is None]
                 lack[name][0] += len(miss)
                 lack[name][1].extend(miss[: 5 - len(lack[name][1])])
-        if self.segments is None:
-            known = self._known_durations(ids)
+        if self.segments is None:  # measured in pass 1 (nan: unknown)
+            known = [None if v != v else float(v) for v in self._line_secs[[b[0] for b in buf]].tolist()]
         else:
-            known = [x.known for _, x, _ in buf]
+            known = [x.known for _, _, x, _ in buf]
             todo = [i for i, k in enumerate(known) if k is None]
-            for i, rd in zip(todo, self.rdur.get([buf[i][1].rec for i in todo])):
-                known[i] = rd - buf[i][1].start if rd is not None else None
+            for i, rd in zip(todo, self.rdur.get([buf[i][2].rec for i in todo])):
+                known[i] = rd - buf[i][2].start if rd is not None else None
         canon: Dict[str, str] = {}
         one = canon.setdefault  # one string object per recording / speaker / label in the chunk
         list_file = str(self.list_file)
         utts = [Utterance(utt_id=x.uid, rec_id=one(x.rec, x.rec), source=src, start=x.start, end=x.end,
                           spk=None if s is None else one(s, s), duration=k,
                           ref_label=None if e is None else one(e, e), list_file=list_file, line=no)
-                for (no, x, src), s, e, k in zip(buf, spk, emo, known)]
+                for (_, no, x, src), s, e, k in zip(buf, spk, emo, known)]
         return Corpus(utterances=utts, errors=errors, warnings=[], data_dir=self.data_dir, wav_scp=self.wav_scp)
 
 

@@ -130,6 +130,7 @@ def _open(cfg: RunConfig, path: str, shard: Optional[Shard], out: Path, log: Log
         raise CorpusError(f"{stream.wav_scp}: no utterances (the file is empty or holds only blank lines)")
     for w in stream.warnings:
         log(f"warning: {w.message}")
+    n_logged = len(stream.warnings)  # later ones (found while reading chunks) are logged as they come
     chunks = stream.chunks(cfg.chunk_size)
     if shard is None:
         chunks = _first_usable(chunks, cfg)
@@ -140,7 +141,7 @@ def _open(cfg: RunConfig, path: str, shard: Optional[Shard], out: Path, log: Log
         if stream.n_unknown_durations:
             log(f"note: {stream.n_unknown_durations} recordings have no known duration: they count as the mean "
                 "known one in the split (run `batchser prepare DATA` once for duration-balanced shards)")
-    return stream, chunks, len(stream.warnings)  # later warnings (found while reading chunks) are logged as they come
+    return stream, chunks, n_logged
 
 
 def _segmented(cfg: RunConfig, shard: Optional[Shard], out: Path, log: Log) -> Tuple[Path, List[ReadError]]:

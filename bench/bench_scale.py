@@ -64,19 +64,30 @@ def build(work: Path, n_segments: int, n_recs: int, n_files: int = 20, rec_secon
 def build_wavscp(work: Path, n: int, with_utt2dur: bool, n_files: int = 20) -> Path:
     """A wav.scp of ``n`` utterance files (the same few real files listed under many ids: one
     file per utterance, as pre-cut corpora come), utt2spk, and utt2dur or not."""
-    d = work / f"wavscp_{n}_{'dur' if with_utt2dur else 'nodur'}"
+    d = work / f"wavscp_short_{n}_{'dur' if with_utt2dur else 'nodur'}"
     if (d / "wav.scp").exists():
         return d
     d.mkdir(parents=True, exist_ok=True)
-    build(work, n_files, n_files)  # makes the real files
-    files = sorted((work / "wav").glob("f*.flac"))
+    import soundfile as sf
+
+    wav = work / "short"
+    wav.mkdir(exist_ok=True)
+    files, secs = [], []
+    for k in range(n_files):  # utterance-length files: 2-8 s
+        p = wav / f"u{k:03d}.flac"
+        sec = 2.0 + 6.0 * k / max(1, n_files - 1)
+        if not p.exists():
+            t = np.arange(int(sec * 16000)) / 16000
+            sf.write(p, (0.1 * np.sin(2 * np.pi * (150 + 7 * k) * t)).astype(np.float32), 16000, subtype="PCM_16")
+        files.append(p)
+        secs.append(sec)
     with open(d / "wav.scp", "w") as f, open(d / "utt2spk", "w") as g:
         for i in range(n):
             f.write(f"utt{i:09d} {files[i % len(files)]}\n")
             g.write(f"utt{i:09d} spk{i % 5000}\n")
     if with_utt2dur:
         with open(d / "utt2dur", "w") as f:
-            f.writelines(f"utt{i:09d} 600.000\n" for i in range(n))
+            f.writelines(f"utt{i:09d} {secs[i % len(files)]:.3f}\n" for i in range(n))
     return d
 
 

@@ -195,3 +195,29 @@ def test_a_shard_task_succeeds_when_other_shares_files_are_gone(e2v_dir, tmp_pat
     assert code == 0, msg
     r = open_results(out / "shards" / "shard-0001-of-0003")
     assert set(r.labels.utt_id) == mine and len(r.errors) == 0
+
+
+def test_durations_read_in_step_or_out_of_order_give_the_same_shares(tmp_path):
+    """utt2dur sorted like wav.scp is read in step (no table); shuffled, with a gap and a bad line,
+    it falls back to a table: the same durations and the same split either way."""
+    real = write_wav(tmp_path / "one.wav", speechlike(1600, 0))
+    ids = [f"u{i:04d}" for i in range(300)]
+    durs = {u: 0.5 + (i * 7919 % 97) / 10 for i, u in enumerate(ids)}
+    got = {}
+    for order in ("same", "shuffled"):
+        d = tmp_path / order
+        d.mkdir()
+        (d / "wav.scp").write_text("".join(f"{u} {real}\n" for u in ids))
+        keys = [u for u in ids if u != "u0100"]  # one utterance without a duration
+        if order == "shuffled":
+            keys = keys[::-1]
+        (d / "utt2dur").write_text("".join(f"{u} {durs[u]:.2f}\n" for u in keys) + "junk\n")
+        shares = {}
+        for k in range(3):
+            st = KaldiStream(d, shard=Shard(k, 3))
+            for c in st.chunks(50):
+                shares.update({u.utt_id: (k, u.duration) for u in c.utterances})
+        got[order] = shares
+        assert shares["u0100"][1] is None and shares["u0000"][1] == pytest.approx(durs["u0000"], abs=1e-3)
+        assert any("utt2dur:300: malformed" in w.message for w in st.warnings)
+    assert got["same"] == got["shuffled"] and len(got["same"]) == 300
