@@ -465,22 +465,77 @@ def label_list(tokens: List[str]) -> List[Optional[str]]:
     return [None if t.startswith("unuse") else normalise_label(t) for t in tokens]
 
 
+def _funasr_lean():
+    """funasr's ``AutoModel`` with only the modules emotion2vec needs imported.
+
+    ``import funasr`` runs ``import_submodules``: every one of funasr's ~190 model modules, ~7 s
+    of every run's start-up. When funasr is not imported yet, the package is created without
+    running its ``__init__``; AutoModel, emotion2vec's model and the tokenizer are imported
+    directly (they register themselves as usual). Anything else asked of the package later runs
+    its real ``__init__`` then (module ``__getattr__``), so other code in the process sees all of
+    funasr. Returns (AutoModel, complete) where ``complete()`` imports the rest (used when a
+    checkpoint names a component this lean import did not register).
+    """
+    import importlib.util
+    import os
+    import sys
+
+    def complete() -> None:
+        m = sys.modules.get("funasr")
+        if m is not None and getattr(m, "_batchser_lean", False):
+            m._batchser_lean = False
+            m.__dict__.pop("__getattr__", None)
+            m.__spec__.loader.exec_module(m)
+
+    if "funasr" not in sys.modules:
+        spec = importlib.util.find_spec("funasr")
+        if spec is not None and spec.loader is not None and spec.origin:
+            mod = importlib.util.module_from_spec(spec)
+            try:
+                with open(os.path.join(os.path.dirname(spec.origin), "version.txt"), encoding="utf-8") as f:
+                    mod.__version__ = f.read().strip()
+            except OSError:
+                pass
+            mod._batchser_lean = True
+
+            def __getattr__(name):
+                if name.startswith("__"):
+                    raise AttributeError(name)
+                complete()
+                return getattr(mod, name)
+
+            mod.__getattr__ = __getattr__
+            sys.modules["funasr"] = mod
+    import funasr.models.emotion2vec.model  # noqa: F401  (registers Emotion2vec)
+    import funasr.tokenizer.char_tokenizer  # noqa: F401  (registers CharTokenizer)
+    from funasr.auto.auto_model import AutoModel
+
+    return AutoModel, complete
+
+
 def load_funasr(model_dir: str, device: str):
     """``funasr.AutoModel(model=DIR)``: the loader real checkpoints use, with its chatter muted."""
     import io
     import logging
 
     with contextlib.redirect_stdout(io.StringIO()):
-        from funasr import AutoModel
-
+        AutoModel, complete = _funasr_lean()
         root = logging.getLogger()
         level = root.level
         root.setLevel(logging.ERROR)
+        # disable_update: no hub call to check for funasr updates; a local dir: no download.
+        # ncpu: keep torch's own thread count (funasr would otherwise force 4 threads).
+        # log_level: AutoModel calls logging.basicConfig with it (INFO by default)
+        kw = dict(model=str(model_dir), device=device, disable_update=True, disable_pbar=True,
+                  ncpu=torch.get_num_threads(), log_level="ERROR")
         try:
-            # disable_update: no hub call to check for funasr updates; a local dir: no download.
-            # ncpu: keep torch's own thread count (funasr would otherwise force 4 threads).
-            return AutoModel(model=str(model_dir), device=device, disable_update=True, disable_pbar=True,
-                             ncpu=torch.get_num_threads())
+            try:
+                return AutoModel(**kw)
+            except RuntimeError as e:  # a component the lean import did not register: all of funasr
+                if "regist" not in str(e).lower():
+                    raise
+                complete()
+                return AutoModel(**kw)
         finally:
             root.setLevel(level)
 
