@@ -108,6 +108,7 @@ def main() -> None:
       batchser run data/train --out outputs/ --shard auto      # one array task; then merge
       batchser segment calls/wav.scp --out data/calls_seg      # long recordings -> speech segments
       batchser run calls/wav.scp --out outputs/ --vad          # the same, then labels, in one step
+      batchser plot outputs/ --rec call7                       # emotion over time, as a PNG
       batchser export outputs/ --kaldi exp/emo                 # utt2emo_hyp, embeddings.scp
 
     Outputs are Parquet tables (labels/, errors/) and .npy embeddings; read them with
@@ -361,6 +362,27 @@ def summarize(out_dir, by, png):
     with pd.option_context("display.max_columns", 12, "display.width", 120):
         click.echo(df.head(20).to_string(index=False))
     click.echo(f"wrote {path}")
+
+
+@main.command()
+@click.argument("out_dir", metavar="OUT", type=click.Path(exists=True, file_okay=False))
+@click.option("--rec", required=True, help="The recording to draw (its rec_id in labels/).")
+@click.option("--png", "png", type=click.Path(dir_okay=False), default=None,
+              help="Where to write the picture (default: OUT/plots/<rec>.png).")
+@reports_errors
+def plot(out_dir, rec, png):
+    """Draw one recording's emotion over time (after `run --vad`, or any run with segments).
+
+    \b
+    Each labelled stretch (segment) over its time span: class scores stacked to 1,
+    the top class as a band below; speech shaded, time without a segment left empty.
+    One figure size for a 1-minute and a 2-hour recording; time in m:ss or h:mm:ss.
+    """
+    from .corpus import safe_filename
+    from .plot import plot_recording
+
+    target = Path(png) if png else Path(out_dir) / "plots" / f"{safe_filename(rec)}.png"
+    click.echo(f"wrote {plot_recording(out_dir, rec, target)}", err=True)
 
 
 @main.command()
