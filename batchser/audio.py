@@ -10,7 +10,7 @@ import os
 import subprocess
 import time
 from dataclasses import dataclass
-from typing import Optional, Tuple
+from typing import Iterator, Optional, Tuple
 
 import numpy as np
 
@@ -225,6 +225,49 @@ def decode_utterance(utt: Utterance, *, pipe_timeout: float = 300.0, min_samples
         warning = (f"{utt.utt_id} ({utt.where}): segment ends at {utt.end:g} s, past the end of its recording "
                    f"{src.name} ({total:.3f} s): cut there, its row's end is {total:.3f} s")
     return Decoded(y, warning, cut_short)
+
+
+def stream_recording(utt: Utterance, *, block_seconds: float = 60.0, pipe_timeout: float = 300.0,
+                     pipe_max_bytes: int = PIPE_MAX_BYTES) -> Iterator[np.ndarray]:
+    """A whole recording as 16 kHz mono float32 blocks whose concatenation is exactly
+    :func:`decode_utterance`'s waveform (downmix per block, soxr's streaming resampler, which
+    gives the same samples as one call), so a 3-hour file never sits in memory at once.
+
+    Only files libsndfile reads are streamed; pipes, ark entries and files needing the ffmpeg
+    fallback come as one block (decoded as ``run`` decodes them).
+    """
+    import soundfile as sf
+
+    if utt.source.kind != "file" or utt.start or utt.end is not None:
+        yield decode_utterance(utt, pipe_timeout=pipe_timeout, min_samples=1, pipe_max_bytes=pipe_max_bytes).wave
+        return
+    try:
+        f = sf.SoundFile(utt.source.value)
+    except Exception:
+        yield decode_utterance(utt, pipe_timeout=pipe_timeout, min_samples=1, pipe_max_bytes=pipe_max_bytes).wave
+        return
+    with f:
+        sr = f.samplerate
+        rs = None
+        if sr != TARGET_SR:
+            import soxr
+
+            rs = soxr.ResampleStream(sr, TARGET_SR, 1, dtype="float32", quality="HQ")
+        n = 0
+        for x in f.blocks(blocksize=max(1, int(block_seconds * sr)), dtype="float32", always_2d=True):
+            mono = np.ascontiguousarray(x.mean(axis=1), dtype=np.float32)
+            if not np.all(np.isfinite(mono)):
+                raise AudioError("audio contains NaN or infinite samples")
+            n += len(mono)
+            y = rs.resample_chunk(mono) if rs is not None else mono
+            if len(y):
+                yield y
+        if n == 0:
+            raise AudioError("empty audio (0 samples)")
+        if rs is not None:
+            y = rs.resample_chunk(np.zeros(0, dtype=np.float32), last=True)
+            if len(y):
+                yield y
 
 
 def load_utterance(utt: Utterance, pipe_timeout: float = 300.0, min_samples: int = 400,

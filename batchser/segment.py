@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Dict, List, Optional, Tuple
 
-from .audio import TARGET_SR, decode_utterance
+from .audio import TARGET_SR, AudioError, stream_recording
 from .corpus import AudioSource, CorpusError, ReadError, Utterance, open_corpus
 from .store import atomic
 from .vad import VadOptions, segment_id
@@ -56,22 +56,30 @@ def _worker_init() -> None:
 
 
 def _one(args) -> Tuple[str, float, Optional[List[Tuple[int, int]]], int, Optional[str]]:
-    """(rec, seconds, segments in centiseconds or None, dropped, error) of one recording."""
+    """(rec, seconds, segments in centiseconds or None, dropped, error) of one recording, streamed
+    through decoding and the VAD a minute at a time (a 3-hour file is never in memory whole)."""
     global _VAD
     utt, opts, pipe_timeout = args
-    try:
-        wave = decode_utterance(utt, pipe_timeout=pipe_timeout, min_samples=1).wave
-    except Exception as e:
-        return utt.rec_id, 0.0, None, 0, f"{utt.where}: {e}"
-    try:
-        if _VAD is None:
-            from .vad import SileroVad
+    if _VAD is None:
+        from .vad import SileroVad
 
-            _VAD = SileroVad()
-        segs, dropped = _VAD.segments(wave, opts)
-    except Exception as e:  # a VAD failure is this recording's error, not the run's
-        return utt.rec_id, len(wave) / TARGET_SR, None, 0, f"VAD failed: {type(e).__name__}: {e}"
-    return utt.rec_id, len(wave) / TARGET_SR, segs, dropped, None
+        _VAD = SileroVad()
+    n = [0]
+
+    def blocks():
+        for b in stream_recording(utt, pipe_timeout=pipe_timeout):
+            n[0] += len(b)
+            yield b
+
+    try:
+        segs, dropped = _VAD.segments(blocks(), opts)
+    except AudioError as e:
+        return utt.rec_id, n[0] / TARGET_SR, None, 0, f"{utt.where}: {e}"
+    except Exception as e:  # a decoder or VAD failure is this recording's error, not the run's
+        return utt.rec_id, n[0] / TARGET_SR, None, 0, f"{utt.where}: {type(e).__name__}: {e}"
+    if n[0] == 0:
+        return utt.rec_id, 0.0, None, 0, f"{utt.where}: empty audio (0 samples)"
+    return utt.rec_id, n[0] / TARGET_SR, segs, dropped, None
 
 
 def _rx(src: AudioSource) -> str:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass
-from typing import Dict, List, Tuple
+from typing import Dict, Iterable, List, Tuple
 
 import numpy as np
 
@@ -71,31 +71,45 @@ class SileroVad:
 
     def probabilities(self, wave: np.ndarray) -> List[float]:
         """Speech probability per 512-sample frame (the last frame zero-padded), as silero computes it."""
+        return self.probabilities_of_blocks([wave])[0]
+
+    def probabilities_of_blocks(self, blocks: Iterable[np.ndarray]) -> Tuple[List[float], int]:
+        """:meth:`probabilities` of the concatenated ``blocks`` (any sizes: a recording streamed
+        in pieces gives the same frames and the same carried state), and the number of samples."""
         torch = self.torch
-        x = torch.from_numpy(np.ascontiguousarray(wave, dtype=np.float32))
         self.model.reset_states()
         out: List[float] = []
+        rest = np.zeros(0, dtype=np.float32)
+        n = 0
         with torch.no_grad():
-            for s in range(0, len(x), FRAME):
-                chunk = x[s:s + FRAME]
-                if len(chunk) < FRAME:
-                    chunk = torch.nn.functional.pad(chunk, (0, FRAME - len(chunk)))
+            for b in blocks:
+                n += len(b)
+                x = np.concatenate([rest, np.asarray(b, dtype=np.float32)]) if len(rest) else np.asarray(b, np.float32)
+                full = len(x) // FRAME * FRAME
+                t = torch.from_numpy(np.ascontiguousarray(x[:full]))
+                for s in range(0, full, FRAME):
+                    out.append(self.model(t[s:s + FRAME], TARGET_SR).item())
+                rest = x[full:].copy()
+            if len(rest):
+                chunk = torch.nn.functional.pad(torch.from_numpy(rest), (0, FRAME - len(rest)))
                 out.append(self.model(chunk, TARGET_SR).item())
-        return out
+        return out, n
 
-    def segments(self, wave: np.ndarray, opts: VadOptions) -> Tuple[List[Tuple[int, int]], int]:
-        """(start, end) in centiseconds of each speech segment, and how many short ones were dropped."""
+    def segments(self, wave, opts: VadOptions) -> Tuple[List[Tuple[int, int]], int]:
+        """(start, end) in centiseconds of each speech segment, and how many short ones were
+        dropped; ``wave``: a waveform or an iterable of blocks of one (16 kHz mono float32)."""
         from silero_vad.utils_vad import get_speech_timestamps_from_probs
 
-        if not len(wave):
+        probs, n = self.probabilities_of_blocks([wave] if isinstance(wave, np.ndarray) else wave)
+        if not n:
             return [], 0
         stamps = get_speech_timestamps_from_probs(
-            self.probabilities(wave), sampling_rate=TARGET_SR, threshold=opts.threshold,
+            probs, sampling_rate=TARGET_SR, threshold=opts.threshold,
             min_speech_duration_ms=int(round(opts.min_speech * 1000)),
             max_speech_duration_s=opts.max_segment if math.isfinite(opts.max_segment) else float("inf"),
             min_silence_duration_ms=int(round(opts.min_silence * 1000)), speech_pad_ms=int(round(opts.pad * 1000)),
-            audio_length_samples=len(wave))
-        return to_centiseconds(stamps, len(wave), opts.min_segment)
+            audio_length_samples=n)
+        return to_centiseconds(stamps, n, opts.min_segment)
 
 
 def to_centiseconds(stamps: List[dict], n_samples: int, min_segment: float) -> Tuple[List[Tuple[int, int]], int]:

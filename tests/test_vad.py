@@ -223,3 +223,22 @@ def test_48k_stereo_behind_a_pipe_finds_the_same_sentences(call, tmp_path):
     assert len(ra) == len(rb) == len(spans) and all(abs(x - y) <= 0.1 for p, q in zip(ra, rb) for x, y in zip(p, q))
     for s0, s1 in spans:  # every sentence starts and ends within 0.15 s of a segment boundary
         assert min(abs(s - s0) for s, _ in b) <= 0.15 and min(abs(e - s1) for _, e in b) <= 0.15
+
+
+def test_streamed_decoding_and_vad_equal_the_whole_recording(call, tmp_path):
+    """A recording streamed in blocks (a minute by default; odd sizes here) decodes to exactly the
+    waveform `run` decodes, and the VAD gives exactly the same probabilities."""
+    from batchser.audio import decode_utterance, stream_recording
+    from batchser.corpus import AudioSource, Utterance
+    from batchser.vad import SileroVad
+
+    path, wave, _ = call
+    st = tmp_path / "c48.wav"
+    subprocess.run(["sox", str(path), "-r", "48000", "-c", "2", "-b", "24", str(st)], check=True)
+    u = Utterance(utt_id="c", rec_id="c", source=AudioSource("file", str(st)))
+    whole = decode_utterance(u, min_samples=1).wave
+    blocks = list(stream_recording(u, block_seconds=1.37))
+    assert len(blocks) > 10 and np.array_equal(np.concatenate(blocks), whole)
+    vad = SileroVad()
+    probs, n = vad.probabilities_of_blocks(blocks)
+    assert n == len(whole) and probs == vad.probabilities(whole)
