@@ -32,12 +32,21 @@ Audio = Union[str, os.PathLike, np.ndarray]
 def run(inputs: Union[str, os.PathLike], *, out: Union[str, os.PathLike], log=None, **options) -> RunSummary:
     """``batchser run PATH --out OUT`` from Python (PATH: a data dir, wav.scp, audio file, list
     file, folder or lhotse manifest); ``options`` are RunConfig's fields
-    (``model``, ``device``, ``dtype``, ``shard``, ``features``, ...). Returns the run's summary.
+    (``model``, ``device``, ``dtype``, ``shard``, ``features``, ...); ``vad=True`` (or a dict of
+    :class:`batchser.vad.VadOptions` fields) segments long recordings first, as ``--vad``.
+    Returns the run's summary.
 
     Raises what the CLI turns into exit codes (CorpusError, ModelNotAvailable, RunStopped, ...).
     """
     from .runner import run as _run
 
+    vad = options.get("vad")
+    if vad is True or isinstance(vad, dict):
+        from .vad import VadOptions
+
+        options["vad"] = VadOptions() if vad is True else VadOptions(**vad)
+    elif vad is False:
+        options["vad"] = None
     options.setdefault("progress", False)
     cfg = RunConfig(input=str(inputs), out=str(out), **options)
     return _run(cfg, log=log or (lambda *_: None))

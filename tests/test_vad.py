@@ -242,3 +242,16 @@ def test_streamed_decoding_and_vad_equal_the_whole_recording(call, tmp_path):
     vad = SileroVad()
     probs, n = vad.probabilities_of_blocks(blocks)
     assert n == len(whole) and probs == vad.probabilities(whole)
+
+
+def test_python_api_takes_vad_options(call, e2v_dir, tmp_path):
+    import batchser
+
+    path, _, _ = call
+    (tmp_path / "wav.scp").write_text(f"c {path}\n")
+    s = batchser.run(tmp_path / "wav.scp", out=tmp_path / "o", model=str(e2v_dir), vad={"max_segment": 1.5,
+                                                                                         "min_segment": 0.2},
+                     num_workers=0)
+    lab = batchser.open_results(tmp_path / "o").labels
+    assert s.n_ok == len(lab) > 3 and lab.duration.max() <= 1.5 + 0.07
+    assert batchser.open_results(tmp_path / "o").manifest["config"]["vad"]["max_segment"] == 1.5
