@@ -152,7 +152,7 @@ def _segmented(cfg: RunConfig, shard: Optional[Shard], out: Path, log: Log) -> T
 
     vdir = out / layout.VAD
     settings = out / layout.SETTINGS
-    if settings.exists():  # before segmenting again: a resume with other VAD options is refused
+    if settings.exists() and not cfg.overwrite:  # before segmenting again: a resume with other VAD options is refused
         old = json.loads(settings.read_text(encoding="utf-8")).get("vad")
         if old != cfg.vad.to_dict():
             raise ValueError(f"cannot resume {out}: it was made with other VAD options ({old} there, "

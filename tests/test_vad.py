@@ -1,6 +1,7 @@
 """Long recordings: speech segments from silero-vad (batchser segment, run --vad)."""
 from __future__ import annotations
 
+import json
 import re
 import shutil
 import subprocess
@@ -159,6 +160,11 @@ def test_run_vad_labels_segments_lists_silent_recordings_and_resumes(call, e2v_d
     assert code == 1 and "reusing the segments" in msg and "0 ok" in msg  # a resume: nothing again
     code, msg = run_cli("run", d, "--out", out, "--model", e2v_dir, "--vad", "--vad-threshold", "0.7")
     assert code == 2 and "other VAD options" in msg
+    code, msg = run_cli("run", d, "--out", out, "--model", e2v_dir, "--vad", "--vad-threshold", "0.7", "--overwrite",
+                        "--num-workers", "0")
+    assert code in (0, 1), msg  # --overwrite starts again with the new options
+    assert json.loads((out / "vad" / "segment.json").read_text())["options"]["threshold"] == 0.7
+    assert run_cli("run", d, "--out", out, "--model", e2v_dir, "--vad", "--overwrite", "--num-workers", "0")[0] == 1
     # two shards: each segments its own recordings; merged = the single run
     sh = tmp_path / "sh"
     for i in range(2):
