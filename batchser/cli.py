@@ -225,6 +225,12 @@ def run(input_path, out, model, hub, backend, device, dtype, batch_seconds, max_
     """
     if resume and overwrite:
         raise click.UsageError("--resume and --overwrite contradict each other")
+    vad_opts = _vad_opts(vad_kw)
+    if not vad:
+        from .vad import VadOptions
+
+        if vad_opts != VadOptions():
+            raise click.UsageError("--vad-* options need --vad (they set how recordings are cut into segments)")
     from .runner import RunConfig, run as do_run
 
     cfg = RunConfig(
@@ -235,7 +241,7 @@ def run(input_path, out, model, hub, backend, device, dtype, batch_seconds, max_
         pipe_timeout=pipe_timeout, pipe_max_mb=pipe_max_mb, part_size=part_size, chunk_size=chunk_size, shard=shard,
         num_shards=num_shards, shard_index=shard_index, overwrite=overwrite, retry_errors=retry_errors,
         progress=not quiet, progress_every=progress_every, argv=list(sys.argv),
-        vad=_vad_opts(vad_kw) if vad else None,
+        vad=vad_opts if vad else None,
     )
     if quiet:
         _silence_third_party_bars()
@@ -392,7 +398,8 @@ def merge(out_dir):
     """Join the shards of an array job (OUT/shards/*) into OUT as one dataset.
 
     Exits 1, naming them, when shards are missing, unfinished or failed (re-submit those array
-    indices: they resume). Re-running merge is harmless.
+    indices: they resume), and, as run does, when the merged errors/ table is not empty.
+    Re-running merge is harmless.
     """
     from .store import merge as do_merge
 
@@ -400,6 +407,8 @@ def merge(out_dir):
     c = s["counts"]
     click.echo(f"merged {s['merged_shards']} shards into {out_dir}: {c['results_total']} results, "
                f"{c['errors_total']} errors, {s['audio_hours']:.3f} h of audio")
+    if c["errors_total"]:  # as for run: 0 only when every utterance is in labels/
+        sys.exit(EXIT_PARTIAL)
 
 
 @main.command()
@@ -470,7 +479,7 @@ def segment(input_path, out_dir, audio_root, no_pipes, num_workers, pipe_timeout
                + (f" ({r.audio_seconds / r.wall_seconds:.0f}x real time)" if r.wall_seconds else "")
                + f"; {r.n_failed} recordings in {Path(out_dir) / 'segment_errors'}"
                + (f"; {r.n_dropped_short} segments shorter than {opts.min_segment:g} s dropped" if r.n_dropped_short
-                  else "") + f"\nnext: batchser run {out_dir} --out OUT", err=True)
+                  else "") + (f"\nnext: batchser run {out_dir} --out OUT" if r.n_segments else ""), err=True)
     if r.n_failed:
         sys.exit(EXIT_PARTIAL)
 

@@ -34,6 +34,7 @@ from .corpus import AudioSource, Corpus, CorpusError, ReadError, Utterance, pars
 from .idtable import BLOCK, SideTable
 from .shards import Shard, contiguous, error_share
 
+_INF = float("inf")
 MAX_WARNINGS_KEPT = 1000  # in memory; the count is always exact
 CHUNK_SIZE = 100_000  # utterances handed on at a time: read, sorted by length and bucketed together
 
@@ -43,7 +44,7 @@ def _fnum(s: str) -> Optional[float]:
         v = float(s)
     except ValueError:
         return None
-    return v if v == v else None  # reject NaN
+    return v if v == v and v not in (_INF, -_INF) else None  # reject NaN and infinities
 
 
 def _split_id(line: str) -> Tuple[str, str]:
@@ -254,7 +255,7 @@ class KaldiStream:
                         st, en = float(f[2]), float(f[3])
                     except ValueError:
                         st = en = -2.0
-                    if st >= 0 and (en == -1 or st < en) and en == en:
+                    if st >= 0 and (en == -1 or st < en) and en == en and en != _INF:
                         code.append(r)
                         if en != -1:
                             secs[r] += en - st

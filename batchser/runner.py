@@ -111,9 +111,13 @@ def run(cfg: RunConfig, log: Log = print) -> RunSummary:
                 return _run_locked(cfg, stream, chunks, shard, out, t0, log, n_logged)
         with OutputLock(out, command=cfg.argv, log=log):
             data, no_segments = _segmented(cfg, shard, out, log)
-            stream, chunks, n_logged = _open(cfg, str(data), None, out, log)  # the segments are this task's
+            # the segments are this task's; none at all (an empty share, nothing but silence) is no error
+            stream, chunks, n_logged = _open(cfg, str(data), None, out, log, may_be_empty=True)
+            if shard is not None:
+                log(f"shard {shard.index}/{shard.count}: {stream.n_expected} segments of its recordings -> {out}")
             # a recording without segments (unreadable, or no speech) is an error row: every input is somewhere
             chunks = itertools.chain([Corpus(errors=no_segments)], chunks)
+            stream.n_expected += len(no_segments)
             return _run_locked(cfg, stream, chunks, shard, out, t0, log, n_logged)
     except OSError as e:
         if e.errno not in WRITE_FAULTS:
@@ -121,11 +125,13 @@ def run(cfg: RunConfig, log: Log = print) -> RunSummary:
         raise _write_failure(e, out) from e
 
 
-def _open(cfg: RunConfig, path: str, shard: Optional[Shard], out: Path, log: Log):
-    """The corpus stream of this task, its chunks (checked for something usable), and how many
-    of its warnings were logged."""
+def _open(cfg: RunConfig, path: str, shard: Optional[Shard], out: Path, log: Log, may_be_empty: bool = False):
+    """The corpus stream of this task, its chunks (checked for something usable, unless
+    ``may_be_empty``: the segments ``run --vad`` made), and how many of its warnings were logged."""
     stream = open_corpus(path, audio_root=cfg.audio_root, allow_pipes=cfg.allow_pipes,
                          extensions=cfg.extensions.split(",") if cfg.extensions else None, shard=shard)
+    if may_be_empty:
+        return stream, stream.chunks(cfg.chunk_size), 0
     if stream.n_lines == 0:
         raise CorpusError(f"{stream.wav_scp}: no utterances (the file is empty or holds only blank lines)")
     for w in stream.warnings:
@@ -157,7 +163,8 @@ def _segmented(cfg: RunConfig, shard: Optional[Shard], out: Path, log: Log) -> T
         if old != cfg.vad.to_dict():
             raise ValueError(f"cannot resume {out}: it was made with other VAD options ({old} there, "
                              f"{cfg.vad.to_dict()} now). Use a new --out directory, or --overwrite to start again.")
-    if is_complete(vdir, cfg.vad, cfg.input, shard) and not cfg.overwrite:
+    failed = no_segments(vdir) if is_complete(vdir, cfg.vad, cfg.input, shard) else []
+    if is_complete(vdir, cfg.vad, cfg.input, shard) and not cfg.overwrite and not (cfg.retry_errors and failed):
         log(f"vad: reusing the segments in {vdir}")
         return vdir, no_segments(vdir)
     devices = parse_devices(cfg.device)

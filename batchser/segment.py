@@ -86,15 +86,21 @@ def _rx(src: AudioSource) -> str:
     return f"{src.value} |" if src.kind == "pipe" else src.value
 
 
-def check_target(out: Path) -> None:
-    """``out`` must be new, empty, or a data dir ``segment`` wrote (it holds segment files only)."""
+def check_target(out: Path, input_path: str) -> None:
+    """``out`` must be new, empty, or a data dir ``segment`` wrote (its segment.json there, and
+    nothing else but its files); never the input's own data dir."""
+    src = Path(input_path)
+    src_dir = (src if src.is_dir() else src.parent).resolve()
+    if out.resolve() == src_dir:
+        raise CorpusError(f"--out {out} is the input's own data dir: segment writes a new data dir beside it")
     if out.exists():
         if not out.is_dir():
             raise CorpusError(f"{out} is a file, not a directory")
-        others = sorted(p.name for p in out.iterdir() if p.name not in FILES and not p.name.startswith("."))
-        if others:
-            raise CorpusError(f"{out} holds files batchser segment did not write ({', '.join(others[:5])}): "
-                              "choose a new directory")
+        entries = [p.name for p in out.iterdir() if not p.name.startswith(".")]
+        others = sorted(n for n in entries if n not in FILES)
+        if others or (entries and MARKER not in entries):
+            shown = ", ".join((others or sorted(entries))[:5])
+            raise CorpusError(f"{out} holds files batchser segment did not write ({shown}): choose a new directory")
 
 
 def segment(input_path: str, out_dir: str | os.PathLike, *, opts: VadOptions, audio_root: Optional[str] = None,
@@ -109,13 +115,16 @@ def segment(input_path: str, out_dir: str | os.PathLike, *, opts: VadOptions, au
 
     t0 = time.time()
     out = Path(out_dir)
-    check_target(out)
+    check_target(out, input_path)
     stream = open_corpus(input_path, audio_root=audio_root, allow_pipes=allow_pipes, shard=shard)
     if getattr(stream, "segments", None) is not None:
-        raise CorpusError(f"{input_path} already has a segments file: its recordings are cut already "
-                          "(drop --vad, or segment the wav.scp alone)")
+        raise CorpusError(f"{input_path} already has a segments file ({stream.segments}): its recordings are cut "
+                          "already, run it without --vad (to segment the whole recordings again, copy its wav.scp "
+                          "into a directory of its own)")
     for w in stream.warnings:
         log(f"warning: {w.message}")
+    out.mkdir(parents=True, exist_ok=True)
+    _mark(out, opts=opts, input_path=input_path, shard=shard, complete=False)
     res = Segmented(data_dir=out)
     wav, segs, spk, dur, rdur, errs = [], [], [], [], [], []
     n_proc = num_workers if num_workers >= 0 else max(1, (len(os.sched_getaffinity(0)) or 1))
@@ -176,7 +185,6 @@ def _sorted_text(lines: List[str]) -> str:
 
 def _write(out: Path, *, wav, segs, spk, dur, rdur, errs, opts: VadOptions, input_path: str, shard) -> None:
     out.mkdir(parents=True, exist_ok=True)
-    (out / MARKER).unlink(missing_ok=True)  # unfinished until the marker is back
     spk2utt: Dict[str, List[str]] = {}
     for sid, s in sorted(spk, key=lambda t: t[0].encode("utf-8")):
         spk2utt.setdefault(s, []).append(sid)
@@ -190,8 +198,15 @@ def _write(out: Path, *, wav, segs, spk, dur, rdur, errs, opts: VadOptions, inpu
     }
     for name, text in files.items():
         atomic.write_text(out / name, text)
+    _mark(out, opts=opts, input_path=input_path, shard=shard, complete=True)
+
+
+def _mark(out: Path, *, opts: VadOptions, input_path: str, shard, complete: bool) -> None:
+    """segment.json: what made this data dir, and whether it is finished (written first with
+    complete false, so an interrupted segment's directory is still known as ours)."""
     meta = {"input": str(Path(input_path).resolve()), "options": opts.to_dict(), "vad": "silero-vad",
-            "vad_version": _version("silero-vad"), "shard": None if shard is None else [shard.index, shard.count]}
+            "vad_version": _version("silero-vad"), "shard": None if shard is None else [shard.index, shard.count],
+            "complete": complete}
     atomic.write_text(out / MARKER, json.dumps(meta, indent=2) + "\n")
 
 
@@ -212,7 +227,7 @@ def no_segments(out: Path) -> List[ReadError]:
     rows = []
     for _, line in table_lines(path) if path.exists() else ():
         rec, _, why = line.partition(" ")
-        rows.append(ReadError(rec, f"{rec}: no segments: {why}", stage="vad"))
+        rows.append(ReadError(rec, f"no segments: {why}", stage="vad"))
     return rows
 
 
@@ -223,5 +238,6 @@ def is_complete(out: Path, opts: VadOptions, input_path: str, shard) -> bool:
         meta = json.loads((Path(out) / MARKER).read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return False
-    return (meta.get("options") == opts.to_dict() and meta.get("input") == str(Path(input_path).resolve())
+    return (meta.get("complete") is True and meta.get("options") == opts.to_dict()
+            and meta.get("input") == str(Path(input_path).resolve())
             and meta.get("shard") == (None if shard is None else [shard.index, shard.count]))

@@ -129,3 +129,24 @@ def test_utt2dur_gives_durations(tmp_path, audio):
     d = scp(tmp_path, f"r1 {audio}\n")
     (d / "utt2dur").write_text("r1 1.00\n")
     assert read_corpus(d).utterances[0].duration == 1.0
+
+
+def test_infinite_segment_times_are_bad_lines(tmp_path):
+    """An end of 'inf' is rejected like 'nan' (it broke the shard split: found by a user trial)."""
+    from batchser.kaldi import KaldiStream
+    from batchser.shards import Shard
+
+    wav = tmp_path / "r.wav"
+    import numpy as np
+    import soundfile as sf
+
+    sf.write(wav, np.zeros(16000, np.float32), 16000)
+    d = tmp_path / "d"
+    d.mkdir()
+    (d / "wav.scp").write_text(f"r {wav}\nq {wav}\n")
+    (d / "segments").write_text("a r 0 0.5\nbad r 1.0 inf\nb q 0 0.5\nworse q -inf 0.4\n")
+    c = read_corpus(d)
+    assert sorted(u.utt_id for u in c.utterances) == ["a", "b"]
+    assert sorted(e.utt_id for e in c.errors) == ["bad", "worse"]
+    shares = [{u.utt_id for ch in KaldiStream(d, shard=Shard(k, 2)).chunks() for u in ch.utterances} for k in range(2)]
+    assert sorted(map(len, shares)) == [1, 1]  # the split is not thrown off

@@ -89,8 +89,9 @@ def test_shards_merge_equals_single_run(e2v_dir, tmp_path, make_corpus):
         if i == 0:
             code, msg = run_cli("merge", out)
             assert code == 1 and "shard 1/3: missing" in msg and "shard 2/3: missing" in msg
-    assert run_cli("merge", out)[0] == 0
-    assert run_cli("merge", out)[0] == 0  # harmless to repeat
+    code, msg = run_cli("merge", out)
+    assert code == 1 and "missing" not in msg and "1 errors" in msg  # 'gone' is in errors/: 1, as for run
+    assert run_cli("merge", out)[0] == 1  # harmless to repeat
     single = tmp_path / "single"
     run_cli("run", d, "--out", single, "--model", e2v_dir, "--num-workers", "0", "-q")
     m, s = open_results(out), open_results(single)

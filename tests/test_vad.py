@@ -170,7 +170,7 @@ def test_run_vad_labels_segments_lists_silent_recordings_and_resumes(call, e2v_d
     for i in range(2):
         assert run_cli("run", d, "--out", sh, "--model", e2v_dir, "--vad", "--shard", f"{i}/2",
                        "--num-workers", "0")[0] in (0, 1)
-    run_cli("merge", sh)
+    assert run_cli("merge", sh)[0] == 1  # "quiet" is in errors/
     m = open_results(sh)
     assert sorted(m.labels.utt_id) == sorted(r.labels.utt_id) and sorted(m.errors.utt_id) == ["quiet"]
     np.testing.assert_allclose(m.embeddings(sorted(r.labels.utt_id)), r.embeddings(sorted(r.labels.utt_id)),
@@ -261,3 +261,36 @@ def test_python_api_takes_vad_options(call, e2v_dir, tmp_path):
     lab = batchser.open_results(tmp_path / "o").labels
     assert s.n_ok == len(lab) > 3 and lab.duration.max() <= 1.5 + 0.07
     assert batchser.open_results(tmp_path / "o").manifest["config"]["vad"]["max_segment"] == 1.5
+
+
+def test_vad_edge_cases_empty_shares_retry_errors_and_refusals(call, e2v_dir, tmp_path):
+    """Found by a user trial: a share without speech is no error; --retry-errors segments failed
+    recordings again; --vad-* without --vad and segment into its own input are refused."""
+    path, _, _ = call
+    d = tmp_path / "d"
+    d.mkdir()
+    later = tmp_path / "later.wav"
+    (d / "wav.scp").write_text(f"c1 {path}\nlate {later}\n")
+    out = tmp_path / "o"
+    for i in range(4):  # 2 recordings, 4 shards: two shares are empty
+        code, msg = run_cli("run", d, "--out", out, "--model", e2v_dir, "--vad", "--shard", f"{i}/4", "--num-workers", "0")
+        assert code in (0, 1), msg
+    assert run_cli("merge", out)[0] == 1
+    m = open_results(out)
+    assert set(m.errors.utt_id) == {"late"} and set(m.labels.rec_id) == {"c1"}
+    one = tmp_path / "one"
+    assert run_cli("run", d, "--out", one, "--model", e2v_dir, "--vad", "--num-workers", "0")[0] == 1
+    shutil.copy(path, later)  # the missing file arrives: --retry-errors segments it
+    code, msg = run_cli("run", d, "--out", one, "--model", e2v_dir, "--vad", "--retry-errors", "--num-workers", "0")
+    assert code == 0, msg
+    r = open_results(one)
+    assert set(r.labels.rec_id) == {"c1", "late"} and len(r.errors) == 0
+    code, msg = run_cli("run", d, "--out", tmp_path / "x", "--model", e2v_dir, "--vad-max-segment", "3")
+    assert code == 2 and "need --vad" in msg
+    code, msg = run_cli("segment", d, "--out", d)
+    assert code == 2 and "own data dir" in msg and (d / "wav.scp").read_text().startswith("c1 ")
+    other = tmp_path / "user"
+    other.mkdir()
+    (other / "wav.scp").write_text("mine /x.wav\n")  # a file name segment writes, but not its directory
+    code, msg = run_cli("segment", d, "--out", other)
+    assert code == 2 and (other / "wav.scp").read_text() == "mine /x.wav\n"
