@@ -3,7 +3,7 @@
 Exit codes scripts can trust (one meaning each):
   0    every input utterance is in labels/ (this run's or an earlier run's)
   1    finished, but some input utterances are in errors/ (also a resume with nothing left to
-       do); merge: shards missing or unfinished
+       do; merge: the merged errors/); merge: also shards missing or unfinished
   2    usage error, unreadable or empty corpus, a foreign or busy --out, other settings on resume
   3    the model cannot be found or loaded (offline without a local directory, ...)
   4    stopped unfinished and resumable (disk full, read-only OUT, a device process died)
