@@ -180,15 +180,14 @@ class KaldiStream:
         """With ``segments``: wav.scp's recordings (few: a dict), their syntax checked."""
         self.recs: Dict[str, Tuple[str, int]] = {}  # rec -> (rxfilename, line)
         self.bad_recs: Dict[str, str] = {}  # rec -> why it cannot be used (without a disk lookup)
-        self.ignored_recs: set = set()
+        first: Dict[str, int] = {}
         for no, line in table_lines(self.wav_scp):
             rec, rx = _split_id(line)
             where = f"{self.wav_scp}:{no}"
-            if rec in self.recs or rec in self.bad_recs:
-                first = self.recs[rec][1] if rec in self.recs else "?"
-                self._warn(rec, f"{where}: duplicate recording id {rec!r} (first at line {first}); line ignored")
-                self.ignored_recs.add(rec)
+            if rec in first:
+                self._warn(rec, f"{where}: duplicate recording id {rec!r} (first at line {first[rec]}); line ignored")
                 continue
+            first[rec] = no
             why = _syntax(rx, self.allow_pipes)
             if why is not None:
                 msg = f"{where}: {why}" + (f": {line!r}" if not rx else "")
