@@ -33,8 +33,9 @@ def run(inputs: Union[str, os.PathLike], *, out: Union[str, os.PathLike], log=No
     """``batchser run PATH --out OUT`` from Python (PATH: a data dir, wav.scp, audio file, list
     file, folder or lhotse manifest); ``options`` are RunConfig's fields
     (``model``, ``device``, ``dtype``, ``shard``, ``features``, ...); ``vad=True`` (or a dict of
-    :class:`batchser.vad.VadOptions` fields) segments long recordings first, as ``--vad``.
-    Returns the run's summary.
+    :class:`batchser.vad.VadOptions` fields) segments long recordings first, as ``--vad``;
+    ``timeline=(2, 1)`` (or ``"2,1"``) scores windows over time, as ``--timeline``
+    (read back with ``open_results(out).timeline``). Returns the run's summary.
 
     Raises what the CLI turns into exit codes (CorpusError, ModelNotAvailable, RunStopped, ...).
     """
@@ -47,6 +48,10 @@ def run(inputs: Union[str, os.PathLike], *, out: Union[str, os.PathLike], log=No
         options["vad"] = VadOptions() if vad is True else VadOptions(**vad)
     elif vad is False:
         options["vad"] = None
+    if options.get("timeline") is not None:
+        from .timeline import parse_timeline
+
+        options["timeline"] = parse_timeline(options["timeline"])
     options.setdefault("progress", False)
     cfg = RunConfig(input=str(inputs), out=str(out), **options)
     return _run(cfg, log=log or (lambda *_: None))
@@ -68,11 +73,16 @@ class EmotionRecognizer:
         dtype: ``auto``, ``float32``, ``bfloat16``, ``float16``, ``int8`` (as ``--dtype``).
         batch_seconds, max_batch_size: batch sizes (default: the device's, as ``run``).
         max_seconds, long_audio: long inputs, as ``--max-seconds`` / ``--long-audio``.
+        threshold: multi-label heads only: the classes scoring at least this form ``label``
+            (as ``--threshold``).
+        fe_options: keywords for every feature-extractor call of a transformers model
+            (as ``--fe-option``, e.g. ``{"do_normalize": True}``).
     """
 
     def __init__(self, model: str = "emotion2vec_plus_base", *, device: str = "auto", dtype: str = "auto",
                  hub: str = "auto", backend: str = "auto", batch_seconds: Optional[float] = None,
-                 max_batch_size: Optional[int] = None, max_seconds: float = 600.0, long_audio: str = "window"):
+                 max_batch_size: Optional[int] = None, max_seconds: float = 600.0, long_audio: str = "window",
+                 threshold: Optional[float] = None, fe_options: Optional[dict] = None):
         from .models import load_backend
 
         devices = parse_devices(device)
@@ -80,8 +90,13 @@ class EmotionRecognizer:
             raise ValueError("EmotionRecognizer runs on one device; use batchser.run(..., device='cuda:0,cuda:1')")
         self.device = devices[0]
         self.dtype = resolve_dtype(dtype, self.device)
-        self.backend = load_backend(model, device=self.device, dtype=self.dtype, hub=hub, backend=backend)
+        self.backend = load_backend(model, device=self.device, dtype=self.dtype, hub=hub, backend=backend,
+                                    fe_options=fe_options)
         self.labels = list(self.backend.labels)
+        self.head_kind = self.backend.head_kind  # single_label | multi_label | regression | none
+        if threshold is not None and self.head_kind != "multi_label":
+            raise ValueError(f"threshold= is for multi-label heads; this model's head is {self.head_kind}")
+        self.threshold = threshold
         self.batch_seconds, self.max_batch_size = batch_limits(self.device, batch_seconds, max_batch_size)
         self.max_seconds, self.long_audio = max_seconds, long_audio
         self.budget = MemoryBudget()
@@ -136,11 +151,11 @@ class EmotionRecognizer:
                     raise AudioError(f"input {i} ({names[i]}): {r.error}")
                 u = Utterance(utt_id=names[i], rec_id=names[i], source=AudioSource("file", ""))
                 rows[i] = {**utterance_row(u, len(waves[i]) / TARGET_SR, with_ref=False),
-                           **prediction_columns(self.labels, r.scores)}
+                           **prediction_columns(self.labels, r.scores, self.head_kind, self.threshold)}
                 embs[i], frs[i] = r.embedding, r.frames
         u0 = Utterance(utt_id="", rec_id="", source=AudioSource("file", ""))
         columns = list({**utterance_row(u0, 0.0, with_ref=False), **prediction_columns(
-            self.labels, np.ones(len(self.labels)) if self.labels else None)})
+            self.labels, np.ones(len(self.labels)) if self.labels else None, self.head_kind)})
         df = pd.DataFrame(rows, columns=columns)
         emb = np.stack(embs).astype(np.float32) if embs else np.zeros((0, self.backend.embed_dim), np.float32)
         return Prediction(df, emb, frs if frames else None)

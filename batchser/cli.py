@@ -129,10 +129,11 @@ def main() -> None:
                    "emotion2vec/..., any Hugging Face audio-classification repo) or a local model directory.")
 @click.option("--hub", type=click.Choice(["auto", "hf", "ms"]), default="auto", show_default=True,
               help="Hub for aliases and ids: hf = Hugging Face, ms = ModelScope; auto picks ms for iic/..., else hf.")
-@click.option("--backend", type=click.Choice(["auto", "emotion2vec", "transformers"]), default="auto",
+@click.option("--backend", type=click.Choice(["auto", "emotion2vec", "transformers", "w2v2-dim"]), default="auto",
               show_default=True,
               help="Force a back-end instead of detecting it from the model directory (funasr config.yaml "
-                   "-> emotion2vec; transformers config.json -> transformers: Whisper, wav2vec2, HuBERT, WavLM).")
+                   "-> emotion2vec; config.json naming Wav2Vec2ForSpeechClassification -> w2v2-dim, audEERING's "
+                   "dimensional model; other config.json -> transformers: Whisper, wav2vec2, HuBERT, WavLM).")
 @click.option("--device", "--devices", "device", default="auto", show_default=True,
               help="cpu, cuda, cuda:1, or several: cuda:0,cuda:1 (one process per device, each on a share of "
                    "about equal audio). auto: cuda when available.")
@@ -157,6 +158,14 @@ def main() -> None:
 @click.option("--features", type=click.Choice(["prosody"]), default=None,
               help="prosody: add F0, loudness, pause and speaking-rate columns (computed in the decoding workers) "
                    "and OUT/explanations.parquet relative to each speaker's baseline.")
+@click.option("--fe-option", "fe_option", multiple=True, metavar="KEY=VALUE",
+              help="transformers models: a keyword for every feature-extractor call, repeatable, e.g. "
+                   "do_normalize=true (VALUE as JSON: true, 3, 0.5, else a string). Recorded in settings.json and "
+                   "the manifest; keys the extractor does not take are refused. See README 'Reproducing a model card'.")
+@click.option("--threshold", type=click.FloatRange(0.0, 1.0), default=None, metavar="T",
+              help="Multi-label models (config problem_type multi_label_classification, a sigmoid per class): "
+                   "the label is every class scoring at least T, highest first, joined by ','. Without it such "
+                   "a run has score_<class> columns and no label.")
 @click.option("--granularity", type=click.Choice(["utterance", "frame"]), default="utterance", show_default=True,
               help="frame: also write 50 Hz frame embeddings (frames/ + offsets in the table).")
 @click.option("--emb-dtype", type=click.Choice(["float32", "float16"]), default="float32", show_default=True,
@@ -182,6 +191,11 @@ def main() -> None:
                    "speech segments first (silero-vad; the same as `batchser segment`, into OUT/vad/), then label "
                    "every segment. Ids <rec>-<start>-<end> in centiseconds.")
 @vad_options
+@click.option("--timeline", default=None, metavar="WIN[,HOP]",
+              help="Emotion over time: also score every WIN-second window, one each HOP seconds (default HOP = WIN), "
+                   "of each utterance, into OUT/timeline/ (recording time, class scores). Each window is scored as an "
+                   "utterance of its own; a last window ends at the utterance's end; shorter utterances are one "
+                   "window. E.g. --timeline 2,1.")
 @click.option("--chunk-size", type=click.IntRange(min=1), default=100_000, show_default=True, metavar="N",
               help="Utterances read, sorted by length and batched together (memory ~1 KB each): a corpus of any "
                    "size streams through in chunks; larger chunks pad a little less.")
@@ -205,10 +219,10 @@ def main() -> None:
                                                    "(the final summary stays; warnings are kept in the manifest).")
 @reports_errors
 def run(input_path, out, model, hub, backend, device, dtype, batch_seconds, max_batch_size, num_workers, max_seconds,
-        long_audio, features,
+        long_audio, features, fe_option, threshold,
         granularity, emb_dtype, npy_layout, audio_root, extensions, no_pipes, pipe_timeout, pipe_max_mb, part_size, vad,
-        chunk_size, shard, num_shards, shard_index, resume, overwrite, retry_errors, progress_every, log_file, quiet,
-        **vad_kw):
+        timeline, chunk_size, shard, num_shards, shard_index, resume, overwrite, retry_errors, progress_every, log_file,
+        quiet, **vad_kw):
     """Label every utterance of PATH and write OUT.
 
     \b
@@ -232,7 +246,18 @@ def run(input_path, out, model, hub, backend, device, dtype, batch_seconds, max_
         if vad_opts != VadOptions():
             raise click.UsageError("--vad-* options need --vad (they set how recordings are cut into segments)")
     from .runner import RunConfig, run as do_run
+    from .timeline import parse_timeline
 
+    from .models.base import parse_fe_options
+
+    try:
+        timeline_opts = parse_timeline(timeline)
+    except ValueError as e:
+        raise click.BadParameter(str(e), param_hint="--timeline")
+    try:
+        fe_opts = parse_fe_options(fe_option)
+    except ValueError as e:
+        raise click.BadParameter(str(e), param_hint="--fe-option")
     cfg = RunConfig(
         input=input_path, out=out, model=model, hub=hub, backend=backend, device=device, dtype=dtype,
         batch_seconds=batch_seconds, max_batch_size=max_batch_size, num_workers=num_workers, max_seconds=max_seconds,
@@ -241,7 +266,7 @@ def run(input_path, out, model, hub, backend, device, dtype, batch_seconds, max_
         pipe_timeout=pipe_timeout, pipe_max_mb=pipe_max_mb, part_size=part_size, chunk_size=chunk_size, shard=shard,
         num_shards=num_shards, shard_index=shard_index, overwrite=overwrite, retry_errors=retry_errors,
         progress=not quiet, progress_every=progress_every, argv=list(sys.argv),
-        vad=vad_opts if vad else None,
+        vad=vad_opts if vad else None, timeline=timeline_opts, threshold=threshold, fe_options=fe_opts or None,
     )
     if quiet:
         _silence_third_party_bars()
@@ -260,6 +285,8 @@ def run(input_path, out, model, hub, backend, device, dtype, batch_seconds, max_
         + _time_split(s)
         + f"\nresults: {Path(s.out_dir) / 'labels'}/  errors: {Path(s.out_dir) / 'errors'}/  "
           f"manifest: {Path(s.out_dir) / 'manifest.json'}"
+        + (f"  timeline: {Path(s.out_dir) / 'timeline'}/ ({s.n_timeline_windows} windows this run)"
+           if cfg.timeline is not None else "")
         + (f"\nthis is {s.shard}: once every shard has finished, `batchser merge {out}` makes one dataset in {out}"
            if s.shard else ""))
     if s.n_failed_total:
@@ -330,23 +357,40 @@ def info(input_path, audio_root, no_pipes, no_probe, as_json):
               help="Map labels before scoring: a file of 'from to' lines ('-' drops a class) or a built-in "
                    "map: ravdess (calm->neutral), ravdess-drop-calm, iemocap4 (excited->happy). Spelling "
                    "variants (disgust/disgusted, fear/fearful, ...) are unified without a map.")
+@click.option("--ref-dim", type=click.Path(exists=True, dir_okay=False), default=None,
+              help="Dimensional references 'utt arousal valence dominance' (utt2dim; column names from a header "
+                   "line or --dim-names), for a regression model. Default: the utt2dim of the data dir given to `run`.")
+@click.option("--dim-names", default=None, metavar="A,B,...",
+              help="Names of the --ref-dim columns after the utterance id, when the file has no header line.")
 @click.option("--eval-dir", type=click.Path(file_okay=False), default=None, help="Where to write (default OUT/eval).")
 @click.option("--no-plot", is_flag=True, help="Skip the confusion-matrix PNG.")
 @click.option("--json", "as_json", is_flag=True, help="Print metrics.json instead of the table.")
 @reports_errors
-def eval_cmd(out_dir, ref, label_map, eval_dir, no_plot, as_json):
-    """Score the predictions in OUT against reference labels.
+def eval_cmd(out_dir, ref, label_map, ref_dim, dim_names, eval_dir, no_plot, as_json):
+    """Score the predictions in OUT against reference labels (or dimensions).
 
     \b
-    Prints and writes (OUT/eval/metrics.json, confusion.png): WA (accuracy), UA (mean
+    Classes (OUT/eval/metrics.json, confusion.png): WA (accuracy), UA (mean
     per-class recall), macro and weighted F1, per-class precision/recall/F1/support, the
     confusion matrix, and a per-speaker breakdown when speakers are known. Utterances in
-    errors/ (or never run) count as wrong and are reported.
+    errors/ (or never run) count as wrong and are reported. A multi-label run is scored
+    by its top class.
+    Dimensions (a regression model: arousal, valence, ...; OUT/eval/dims.json): the
+    concordance correlation coefficient (CCC), Pearson r and MAE per dimension against
+    --ref-dim, overall and per speaker.
     """
     import json
 
-    from .evaluate import evaluate, format_report
+    from .evaluate import evaluate, evaluate_dims, format_dim_report, format_report, head_kind
+    from .store import open_results
 
+    if ref_dim or dim_names or (head_kind(open_results(out_dir)) == "regression" and not (ref or label_map)):
+        if ref or label_map:
+            raise click.UsageError("--ref/--label-map score classes; --ref-dim/--dim-names score dimensions")
+        m = evaluate_dims(out_dir, ref_dim=ref_dim, eval_dir=eval_dir,
+                          dim_names=[n for n in dim_names.split(",") if n] if dim_names else None)
+        click.echo(json.dumps(m, indent=2) if as_json else format_dim_report(m))
+        return
     m = evaluate(out_dir, ref=ref, label_map=label_map, eval_dir=eval_dir, plot=not no_plot)
     click.echo(json.dumps(m, indent=2) if as_json else format_report(m))
 
@@ -549,11 +593,15 @@ def export(out_dir, kaldi_dir):
 
 @main.command("make-test-model")
 @click.argument("out_dir", type=click.Path(file_okay=False))
-@click.option("--kind", type=click.Choice(["emotion2vec", "emotion2vec-nohead", "whisper"]), default="emotion2vec",
-              show_default=True, help="Architecture: emotion2vec+ (funasr layout), emotion2vec without "
-                                       "classifier (like emotion2vec_base), or WhisperForAudioClassification.")
+@click.option("--kind", type=click.Choice(["emotion2vec", "emotion2vec-nohead", "whisper", "wav2vec2",
+                                          "wav2vec2-multilabel", "wav2vec2-regression", "w2v2-dim"]),
+              default="emotion2vec", show_default=True,
+              help="Architecture: emotion2vec+ (funasr layout); emotion2vec without classifier (like "
+                   "emotion2vec_base); WhisperForAudioClassification; Wav2Vec2ForSequenceClassification with a "
+                   "single-label, multi-label (sigmoid) or regression head (config problem_type); w2v2-dim: "
+                   "audEERING's dimensional model layout (arousal, dominance, valence).")
 @click.option("--size", default="tiny", show_default=True,
-              help="tiny (tests); emotion2vec: base, large; whisper: large-v3.")
+              help="tiny (tests); emotion2vec: base, large; whisper: large-v3; w2v2-dim: large-robust-12.")
 @click.option("--seed", type=int, default=0, show_default=True)
 def make_test_model(out_dir, kind, size, seed):
     """Write a RANDOM-WEIGHT model directory of a real architecture, in the real on-disk layout.
@@ -565,6 +613,15 @@ def make_test_model(out_dir, kind, size, seed):
     try:
         if kind == "whisper":
             path = testmodels.make_whisper_classifier_dir(out_dir, size=size, seed=seed)
+        elif kind == "w2v2-dim":
+            path = testmodels.make_w2v2_dim_dir(out_dir, size=size, seed=seed)
+        elif kind.startswith("wav2vec2"):
+            if size != "tiny":
+                raise ValueError(f"{kind}: only size tiny")
+            pt = {"wav2vec2": None, "wav2vec2-multilabel": "multi_label_classification",
+                  "wav2vec2-regression": "regression"}[kind]
+            labels = ("arousal", "valence", "dominance") if pt == "regression" else ("angry", "happy", "neutral", "sad")
+            path = testmodels.make_wav2vec2_classifier_dir(out_dir, seed=seed, labels=labels, problem_type=pt)
         else:
             path = testmodels.make_emotion2vec_dir(out_dir, size=size, seed=seed, head=(kind == "emotion2vec"))
     except ValueError as e:

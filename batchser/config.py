@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field, fields
-from typing import List, Optional
+from typing import Any, Dict, List, Optional
 
 
 @dataclass
@@ -32,6 +32,9 @@ class RunConfig:
     features: Optional[str] = None  # "prosody": interpretable columns beside each prediction
     part_size: int = 2000
     vad: Optional[object] = None  # batchser.vad.VadOptions: segment recordings first (run --vad)
+    fe_options: Optional[Dict[str, Any]] = None  # --fe-option: keywords for every feature-extractor call
+    threshold: Optional[float] = None  # multi-label heads: the classes scoring at least this are the label
+    timeline: Optional[object] = None  # batchser.timeline.TimelineOptions: scores of windows over time
     chunk_size: int = 100_000  # utterances read, sorted by length and bucketed together (memory ~1 KB each)
     shard: Optional[str] = None  # "I/N" or "auto" (array-job environment)
     num_shards: Optional[int] = None
@@ -55,6 +58,7 @@ class RunSummary:
     n_errors: int = 0
     n_skipped: int = 0  # committed by an earlier run
     n_windowed: int = 0  # longer than max_seconds: run in windows
+    n_timeline_windows: int = 0  # --timeline: window rows written
     audio_seconds: float = 0.0
     padded_seconds: float = 0.0
     wall_seconds: float = 0.0

@@ -35,7 +35,8 @@ def _device_main(cfg: RunConfig, out: str, device: str, dtype: str, work_q, ns: 
         from .pipeline import process
         from .store import OutputWriter
 
-        backend = load_backend(cfg.model, device=device, dtype=dtype, hub=cfg.hub, backend=cfg.backend)
+        backend = load_backend(cfg.model, device=device, dtype=dtype, hub=cfg.hub, backend=cfg.backend,
+                               fe_options=cfg.fe_options)
         writer = OutputWriter(out, namespace=ns, **writer_args)
 
         def progress(n, secs):

@@ -100,13 +100,156 @@ def metrics(y_true: Sequence[str], y_pred: Sequence[str]) -> Dict:
     return {"n": n, "WA": wa, "UA": ua, "macro_f1": macro, "weighted_f1": weighted, "per_class": per}
 
 
-def evaluate(out_dir: str, ref: Optional[str] = None, label_map: Optional[str] = None,
-             eval_dir: Optional[str] = None, plot: bool = True) -> Dict:
-    """Compare predictions in ``out_dir`` with reference labels; write metrics.json (+ PNG)."""
-    from .store import open_results
+def read_dim_file(path: str, names: Optional[Sequence[str]] = None) -> Tuple[List[str], Dict[str, np.ndarray]]:
+    """A Kaldi-style table of dimensional references, ``utt arousal valence dominance``.
+
+    The column names come from ``names`` or, without it, from a header line (the first line, whose
+    fields after the first are not numbers, e.g. ``utt arousal valence dominance``).
+
+    Returns (dimension names, normalised; utt -> values). Raises ValueError naming file:line.
+    """
+    rows: Dict[str, np.ndarray] = {}
+    header: Optional[List[str]] = [normalise_label(n) for n in names] if names else None
+    for no, line in enumerate(Path(path).read_text(encoding="utf-8").splitlines(), 1):
+        f = line.split()
+        if not f or f[0].startswith("#"):
+            continue
+        try:
+            vals = np.array([float(v) for v in f[1:]], dtype=np.float64)
+        except ValueError:
+            if not rows and header is None and no == 1:
+                header = [normalise_label(n) for n in f[1:]]
+                continue
+            raise ValueError(f"{path}:{no}: expected '<utt> <number> <number> ...', got {line!r}")
+        if header is None:
+            raise ValueError(f"{path}: no header line naming the dimensions (e.g. 'utt arousal valence dominance'); "
+                             "add one, or give the names with --dim-names arousal,valence,dominance")
+        if len(vals) != len(header) or not np.all(np.isfinite(vals)):
+            raise ValueError(f"{path}:{no}: expected {len(header)} finite values ({', '.join(header)}), got {line!r}")
+        if f[0] in rows:
+            raise ValueError(f"{path}:{no}: utterance {f[0]!r} appears twice")
+        rows[f[0]] = vals
+    if header is None or not rows:
+        raise ValueError(f"{path}: no reference values")
+    return header, rows
+
+
+def ccc(x: np.ndarray, y: np.ndarray) -> float:
+    """Lin's concordance correlation coefficient (population moments, as MSP-Podcast and AVEC
+    compute it): 2 cov / (var_x + var_y + (mean_x - mean_y)^2)."""
+    x, y = np.asarray(x, np.float64), np.asarray(y, np.float64)
+    mx, my = x.mean(), y.mean()
+    cov = ((x - mx) * (y - my)).mean()
+    den = x.var() + y.var() + (mx - my) ** 2
+    return float(2 * cov / den) if den > 0 else float("nan")
+
+
+def dim_metrics(ref: np.ndarray, pred: np.ndarray) -> Dict:
+    r = float(np.corrcoef(ref, pred)[0, 1]) if len(ref) > 1 and ref.std() > 0 and pred.std() > 0 else float("nan")
+    return {"n": int(len(ref)), "ccc": ccc(ref, pred), "pearson_r": r, "mae": float(np.abs(ref - pred).mean()),
+            "ref_mean": float(ref.mean()), "pred_mean": float(pred.mean())}
+
+
+def evaluate_dims(out_dir: str, ref_dim: Optional[str] = None, dim_names: Optional[Sequence[str]] = None,
+                  eval_dir: Optional[str] = None) -> Dict:
+    """A regression (dimensional) run against an ``utt2dim`` table: CCC, Pearson r and MAE per
+    dimension (over the utterances with both), overall and per speaker; written to
+    OUT/eval/dims.json. Utterances with a reference but no prediction are counted, not scored."""
+    from .store import open_results, value_column
 
     res = open_results(out_dir)
     df = res.labels
+    if ref_dim is None:
+        data_dir = (res.manifest.get("input") or {}).get("data_dir")
+        cand = Path(data_dir) / "utt2dim" if data_dir else None
+        if cand is None or not cand.exists():
+            raise ValueError(f"{out_dir} holds dimensional predictions: give the references with --ref-dim "
+                             "utt2dim ('utt arousal valence dominance' lines, a header line naming the columns)")
+        ref_dim = str(cand)
+    names, refs = read_dim_file(ref_dim, dim_names)
+    model_dims = (res.manifest.get("model") or {}).get("labels") or [
+        c[len("value_"):] for c in df.columns if c.startswith("value_")]
+    both = [n for n in names if value_column(n) in df.columns]
+    if not both:
+        raise ValueError(f"{ref_dim} names dimensions {names}; the model predicts {model_dims}: none in common "
+                         "(rename the header, or use --dim-names)")
+    pred = df.set_index("utt_id")
+    ids = sorted(u for u in refs if u in pred.index)
+    if not ids:
+        raise ValueError("no utterance has both a reference and a prediction in this output")
+    err_ids = set(res.errors.utt_id)
+    missing = [u for u in refs if u not in pred.index]
+    m: Dict = {"n": len(ids), "dimensions": {}, "per_speaker": {},
+               "missing_predictions": {"in_errors": sum(u in err_ids for u in missing),
+                                       "not_run": sum(u not in err_ids for u in missing)},
+               "reference_dimensions_not_predicted": [n for n in names if n not in both],
+               "predicted_dimensions_without_reference": [d for d in model_dims if d not in names],
+               "ref_file": str(ref_dim)}
+    col = {n: names.index(n) for n in both}
+    for n in both:
+        r = np.array([refs[u][col[n]] for u in ids])
+        p = pred.loc[ids, value_column(n)].to_numpy(dtype=np.float64)
+        m["dimensions"][n] = dim_metrics(r, p)
+    spk = pred.loc[ids, "spk"]
+    for s in sorted(set(spk.dropna())):
+        sid = [u for u, k in zip(ids, spk) if k == s]
+        m["per_speaker"][s] = {n: {k: v for k, v in dim_metrics(
+            np.array([refs[u][col[n]] for u in sid]), pred.loc[sid, value_column(n)].to_numpy(dtype=np.float64)).items()
+            if k in ("n", "ccc", "mae")} for n in both}
+    model = res.manifest.get("model") or {}
+    m["model"] = {"id": model.get("id"), "test_model": bool(model.get("test_model"))}
+    ed = Path(eval_dir) if eval_dir else Path(out_dir) / layout.EVAL
+    ed.mkdir(parents=True, exist_ok=True)
+    (ed / "dims.json").write_text(json.dumps(m, indent=2) + "\n", encoding="utf-8")
+    m["eval_dir"] = str(ed)
+    return m
+
+
+def format_dim_report(m: Dict) -> str:
+    warn = (["NOTE: these predictions come from a random-weight TEST model: the figures test the plumbing, "
+             "they say nothing about accuracy", ""] if m.get("model", {}).get("test_model") else [])
+    lines = warn + [f"utterances evaluated: {m['n']}", "",
+                    f"{'dimension':<14}{'CCC':>9}{'Pearson r':>11}{'MAE':>9}{'ref mean':>10}{'pred mean':>11}"]
+    for d, v in m["dimensions"].items():
+        lines.append(f"{d:<14}{v['ccc']:>9.4f}{v['pearson_r']:>11.4f}{v['mae']:>9.4f}{v['ref_mean']:>10.4f}"
+                     f"{v['pred_mean']:>11.4f}")
+    miss = m["missing_predictions"]
+    if miss["in_errors"] or miss["not_run"]:
+        lines.append(f"\nreferences without a prediction (not scored): {miss['in_errors']} in errors/, "
+                     f"{miss['not_run']} never run")
+    if m["reference_dimensions_not_predicted"]:
+        lines.append("reference dimensions the model does not predict: " + ", ".join(m["reference_dimensions_not_predicted"]))
+    if m["per_speaker"]:
+        dims = list(m["dimensions"])
+        lines += ["", f"{'speaker':<20}{'n':>6}" + "".join(f"{'CCC ' + d[:8]:>14}" for d in dims)]
+        for s, v in m["per_speaker"].items():
+            lines.append(f"{s:<20}{v[dims[0]]['n']:>6d}" + "".join(f"{v[d]['ccc']:>14.4f}" for d in dims))
+    lines.append(f"\nwrote {m['eval_dir']}/dims.json")
+    return "\n".join(lines)
+
+
+def head_kind(res) -> str:
+    """What the run's model head gives (``Results.head_kind``)."""
+    return res.head_kind
+
+
+def evaluate(out_dir: str, ref: Optional[str] = None, label_map: Optional[str] = None,
+             eval_dir: Optional[str] = None, plot: bool = True) -> Dict:
+    """Compare predictions in ``out_dir`` with reference labels; write metrics.json (+ PNG).
+
+    A multi-label run is scored by its top class. A regression run is refused (its metrics are
+    :func:`evaluate_dims`')."""
+    from .store import open_results
+
+    res = open_results(out_dir)
+    if head_kind(res) == "regression":
+        raise ValueError(f"{out_dir} holds dimensional predictions (a regression head: value_* columns), not "
+                         "classes: WA/UA/F1 do not apply. Score them with `batchser eval OUT --ref-dim utt2dim` "
+                         "(CCC, Pearson r, MAE per dimension)")
+    df = res.labels
+    if head_kind(res) == "multi_label" and not df.empty:  # the top class stands for the prediction
+        cls = [c for c in df.columns if c.startswith("score_")]
+        df = df.assign(label=np.array([c[len("score_"):] for c in cls])[df[cls].to_numpy().argmax(1)])
     mapping = read_label_map(label_map)
     if ref:
         refs = read_ref_file(ref)
@@ -156,6 +299,7 @@ def evaluate(out_dir: str, ref: Optional[str] = None, label_map: Optional[str] =
     pred_classes = sorted(set(y_pred) | set(classes), key=lambda c: (c == MISSING, c))
     cm = confusion(y_true, y_pred, classes, pred_classes)
     m.update({
+        "scored_by": "top class of a multi-label head" if head_kind(res) == "multi_label" else "label",
         "label_map": mapping,
         "reference_classes_model_cannot_output": {c: int(sum(1 for t in y_true if t == c))
                                                   for c in classes if c not in model_classes},
@@ -268,9 +412,13 @@ def summarize(out_dir: str, by: str = "spk", png: bool = False) -> Tuple[Path, "
             out[f"n_{c}"] = counts[c]
             out[f"frac_{c}"] = counts[c] / out.utterances
         out["top_label"] = counts.idxmax(axis=1)
-        for c in classes:
-            if f"score_{c}" in df.columns:
-                out[f"mean_score_{c}"] = g[f"score_{c}"].mean()
+    for c in classes:
+        if f"score_{c}" in df.columns:
+            out[f"mean_score_{c}"] = g[f"score_{c}"].mean()
+    for c in df.columns:  # a regression head: each dimension's mean and spread per group
+        if c.startswith("value_"):
+            out[f"mean_{c}"] = g[c].mean()
+            out[f"std_{c}"] = g[c].std(ddof=0)
     out = out.reset_index()
     path = layout.summary_path(Path(out_dir), by)
     out.to_parquet(path, index=False)

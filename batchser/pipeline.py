@@ -19,6 +19,7 @@ from .loader import decoder_count, make_loader
 from .models.base import Backend
 from .policy import batch_limits
 from .store import OutputWriter, PartWriter, prediction_columns, utterance_row
+from .timeline import TimelineOptions, windows
 from .worker import MemoryBudget, ModelFailure, run_items
 
 Progress = Callable[[int, float], None]  # (utterances, audio seconds) after each batch
@@ -41,6 +42,41 @@ def settle_read_errors(corpus: Corpus, writer: PartWriter) -> Tuple[List[Utteran
     was = done.contains([u.utt_id for u in corpus.utterances])
     todo = [u for u, w in zip(corpus.utterances, was) if not w]
     return todo, n_err, n_skip + len(corpus.utterances) - len(todo)
+
+
+def timeline_windows(backend: Backend, utts: List[Utterance], wavs: List[np.ndarray], opts: TimelineOptions, *,
+                     batch_seconds: float, max_batch: int, budget: MemoryBudget, threshold: Optional[float] = None
+                     ) -> Tuple[List[Optional[List[dict]]], List[Optional[str]], int]:
+    """``--timeline``: every window of each waveform run as an utterance of its own, windows of
+    all the given utterances bucketed together into batches of ``batch_seconds``.
+
+    Returns (per utterance: its timeline rows, or None if a window failed; per utterance: the
+    error, or None; windows run). Raises :class:`ModelFailure` like ``run_items``.
+    """
+    spans = [windows(len(w), opts) for w in wavs]
+    flat = [(i, k, a, b) for i, sp in enumerate(spans) for k, (a, b) in enumerate(sp)]
+    results: List[Optional[object]] = [None] * len(flat)
+    for group in make_batches([(b - a) / TARGET_SR for _, _, a, b in flat], batch_seconds, max_batch):
+        pieces = [wavs[flat[j][0]][flat[j][2]:flat[j][3]] for j in group]
+        res, _, _ = run_items(backend, pieces, frames=False, max_samples=max(len(p) for p in pieces),
+                              budget=budget)
+        for j, r in zip(group, res):
+            results[j] = r
+    rows: List[Optional[List[dict]]] = [[] for _ in wavs]
+    errors: List[Optional[str]] = [None] * len(wavs)
+    for (i, k, a, b), r in zip(flat, results):
+        if errors[i] is not None:
+            continue
+        u = utts[i]
+        t0 = u.start or 0.0
+        if r.error is not None:
+            errors[i] = f"{u.utt_id}: timeline window {k} ({a / TARGET_SR:.2f}-{b / TARGET_SR:.2f} s): {r.error}"
+            rows[i] = None
+            continue
+        rows[i].append({"utt_id": u.utt_id, "rec_id": u.rec_id, "spk": u.spk, "window": k,
+                        "start": t0 + a / TARGET_SR, "end": t0 + b / TARGET_SR,
+                        **prediction_columns(backend.labels, r.scores, backend.head_kind, threshold)})
+    return rows, errors, len(flat)
 
 
 @dataclass
@@ -103,22 +139,44 @@ def process(backend: Backend, writer: OutputWriter, todo: List[Utterance], *, cf
             dt_model = clock() - t_model
             s.model_seconds += dt_model
             s.padded_seconds += padded / TARGET_SR
-            rows, embs, frs = [], [], []
-            for it, r in zip(good, results):
+            win_rows: List[Optional[List[dict]]] = [None] * len(good)
+            win_errs: List[Optional[str]] = [None] * len(good)
+            if cfg.timeline is not None:
+                t_model = clock()
+                ok = [j for j, r in enumerate(results) if r.error is None]
+                try:
+                    wr, we, _ = timeline_windows(backend, [todo[good[j].index] for j in ok], [good[j].wave for j in ok],
+                                                  cfg.timeline, batch_seconds=batch_seconds, max_batch=max_batch,
+                                                  budget=budget, threshold=cfg.threshold)
+                except ModelFailure as e:
+                    raise RunStopped(f"the model failed on a batch of timeline windows: {e}; what was done before is "
+                                     "committed: fix the cause and run the same command again to resume") from e
+                for j, r_, e_ in zip(ok, wr, we):
+                    win_rows[j], win_errs[j] = r_, e_
+                dt = clock() - t_model
+                dt_model += dt
+                s.model_seconds += dt
+            rows, embs, frs, wins = [], [], [], []
+            for it, r, wr_, we_ in zip(good, results, win_rows, win_errs):
                 u = todo[it.index]
-                if r.error is not None:
-                    writer.add_error(u.utt_id, "model", f"{u.utt_id}: {r.error}")
+                if r.error is not None or we_ is not None:
+                    writer.add_error(u.utt_id, "model", f"{u.utt_id}: {r.error}" if r.error is not None else we_)
                     s.n_errors += 1
                     continue
+                if wr_ is not None:
+                    wins.extend(wr_)
                 dur = len(it.wave) / TARGET_SR
                 rows.append({**utterance_row(u, dur, with_ref=with_ref, cut_short=it.cut_short),
-                             **prediction_columns(backend.labels, r.scores), **(it.features or {})})
+                             **prediction_columns(backend.labels, r.scores, backend.head_kind, cfg.threshold),
+                             **(it.features or {})})
                 embs.append(r.embedding)
                 frs.append(r.frames)
                 s.audio_seconds += dur
                 s.n_windowed += r.windows > 1
             if rows:
-                writer.add(rows, np.stack(embs), frs if frames else None)
+                writer.add(rows, np.stack(embs), frs if frames else None,
+                           windows=wins if cfg.timeline is not None else None)
+                s.n_timeline_windows += len(wins)
                 s.n_ok += len(rows)
         if progress is not None:
             progress(len(items), s.audio_seconds - audio_before)

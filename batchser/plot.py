@@ -2,7 +2,8 @@
 
 Each labelled stretch of the recording (a VAD segment, a segment of a data dir, or the whole
 recording) is drawn over its own time span: the class scores stacked to 1, and a band of the
-top class below; time without a segment (no speech) stays white, up to the recording's end
+top class below. A ``--timeline`` run draws its windows instead, in bins one hop wide (each
+bin the mean of the windows overlapping it, weighted by the overlap); time without a segment (no speech) stays white, up to the recording's end
 (from reco2dur when the run has one). The figure has one size whatever the recording's length; the time axis picks its step
 (1 s ... 1 h) so that it carries about ten ticks, in m:ss or h:mm:ss.
 """
@@ -68,6 +69,16 @@ def _recording_seconds(res, rec: str) -> Optional[float]:
     return None
 
 
+def _timeline_rows(res, rec: str):
+    """The recording's timeline windows (a --timeline run), or None."""
+    try:
+        tl = res.timeline
+    except ValueError:
+        return None
+    tl = tl[tl.rec_id == rec]
+    return tl if len(tl) else None
+
+
 def plot_recording(out_dir: str | os.PathLike, rec: str, png: str | os.PathLike,
                    classes: Optional[List[str]] = None) -> Path:
     """Draw recording ``rec`` of the output directory ``out_dir`` into ``png``.
@@ -81,9 +92,14 @@ def plot_recording(out_dir: str | os.PathLike, rec: str, png: str | os.PathLike,
     import matplotlib.pyplot as plt
     from matplotlib.ticker import FuncFormatter, MultipleLocator
 
-    from .store import open_results, score_column
+    from .store import open_results, score_column, value_column
 
     res = open_results(out_dir)
+    kind = res.head_kind
+    if kind == "none":
+        raise ValueError(f"{out_dir} holds embeddings only (a model without a head): nothing to plot over time")
+    col = value_column if kind == "regression" else score_column
+    prefix = col("")
     df = res.labels
     rows = df[df.rec_id == rec]
     if rows.empty:
@@ -91,17 +107,25 @@ def plot_recording(out_dir: str | os.PathLike, rec: str, png: str | os.PathLike,
         raise ValueError(f"no rows for recording {rec!r} in {out_dir} (recordings there: {some}"
                          f"{', ...' if df.rec_id.nunique() > 10 else ''})")
     labels = classes or res.manifest.get("model", {}).get("labels") or [
-        c[len("score_"):] for c in df.columns if c.startswith("score_")]
+        c[len(prefix):] for c in df.columns if c.startswith(prefix)]
     start = rows.start.fillna(0.0).to_numpy(dtype=float)
     end = np.where(rows.end.isna(), start + rows.duration.to_numpy(dtype=float), rows.end.to_numpy(dtype=float))
     order = np.argsort(start)
     start, end = start[order], end[order]
-    scores = np.stack([rows[score_column(l)].to_numpy(dtype=float)[order] for l in labels], axis=1)
+    scores = np.stack([rows[col(l)].to_numpy(dtype=float)[order] for l in labels], axis=1)
     total = max(float(end.max()), _recording_seconds(res, rec) or 0.0)
     speech = float(np.sum(end - start))
     n_segments = len(start)
     binned = ""
-    if n_segments > MAX_BARS:  # thinner than a pixel or two: the mean over equal bins instead
+    tl = _timeline_rows(res, rec)
+    if tl is not None:  # --timeline: the windows' scores, at the hop's resolution
+        hop = float((res.manifest.get("timeline") or {}).get("hop") or 1.0)
+        n = int(min(MAX_BARS * 2, max(1, np.ceil(total / hop))))
+        w_start, w_end = tl.start.to_numpy(dtype=float), tl.end.to_numpy(dtype=float)
+        w_scores = np.stack([tl[col(l)].to_numpy(dtype=float) for l in labels], axis=1)
+        start, end, scores, width_s = _bins(w_start, w_end, w_scores, total, n)
+        binned = f"; timeline of {len(tl)} windows, {width_s:.3g}-s bins"
+    elif n_segments > MAX_BARS:  # thinner than a pixel or two: the mean over equal bins instead
         start, end, scores, width_s = _bins(start, end, scores, total, MAX_BARS)
         binned = f"; mean scores over {width_s:.0f}-s bins"
     top = np.array(labels)[scores.argmax(1)]
@@ -112,26 +136,38 @@ def plot_recording(out_dir: str | os.PathLike, rec: str, png: str | os.PathLike,
                                    gridspec_kw={"height_ratios": [5, 1], "hspace": 0.08})
     bottom = np.zeros(len(start))
     width = end - start
-    for k, l in enumerate(labels):
-        ax.bar(start, scores[:, k], width=width, bottom=bottom, align="edge", color=colors[l], lw=0, label=l,
-               zorder=2)
-        bottom += scores[:, k]
-    for l in labels:
-        m = top == l
-        if m.any():
-            band.broken_barh(list(zip(start[m], width[m])), (0, 1), color=colors[l], lw=0)
-    ax.set_ylim(0, 1)
+    if kind == "single_label":  # a softmax: the scores stack to 1
+        for k, l in enumerate(labels):
+            ax.bar(start, scores[:, k], width=width, bottom=bottom, align="edge", color=colors[l], lw=0, label=l,
+                   zorder=2)
+            bottom += scores[:, k]
+        ax.set_ylim(0, 1)
+    else:  # a sigmoid per class, or a regression's values: one level per class/dimension and span
+        for k, l in enumerate(labels):
+            ax.hlines(scores[:, k], start, end, color=colors[l], lw=2.2, label=l, zorder=2)
+        if kind == "multi_label":
+            ax.set_ylim(0, 1)
+        ax.grid(axis="y", color="0.9", zorder=0)
+    if kind == "regression":  # no top class: the band shows where there is speech
+        band.broken_barh(list(zip(start, width)), (0, 1), color="0.55", lw=0)
+        band.set_ylabel("speech", rotation=0, ha="right", va="center")
+    else:
+        for l in labels:
+            m = top == l
+            if m.any():
+                band.broken_barh(list(zip(start[m], width[m])), (0, 1), color=colors[l], lw=0)
+        band.set_ylabel("top", rotation=0, ha="right", va="center")
     ax.set_xlim(0, total)
-    ax.set_ylabel("class score")
+    ax.set_ylabel({"regression": "value", "multi_label": "class probability (sigmoid)"}.get(kind, "class score"))
     band.set_yticks([])
-    band.set_ylabel("top", rotation=0, ha="right", va="center")
     step = tick_step(total)
     band.xaxis.set_major_locator(MultipleLocator(step))
     band.xaxis.set_major_formatter(FuncFormatter(clock))
     band.set_xlabel("time in the recording (" + ("h:mm:ss" if total >= 3600 else "m:ss") + ")")
-    ax.set_title(f"{rec}: emotion over time, {n_segments} segments covering {speech / max(total, 1e-9):.0%} of "
+    ax.set_title(f"{rec}: emotion over time, {n_segments} segment{'s' if n_segments != 1 else ''} covering {speech / max(total, 1e-9):.0%} of "
                  f"{clock(total)} (white: no speech){binned}", fontsize=11)
-    ax.legend(loc="upper left", bbox_to_anchor=(1.005, 1.0), fontsize=9, frameon=False, title="class")
+    ax.legend(loc="upper left", bbox_to_anchor=(1.005, 1.0), fontsize=9, frameon=False,
+              title="dimension" if kind == "regression" else "class")
     fig.subplots_adjust(left=0.06, right=0.87, top=0.9, bottom=0.14)
     png = Path(png)
     png.parent.mkdir(parents=True, exist_ok=True)

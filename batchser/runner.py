@@ -67,13 +67,34 @@ def _load_model(cfg: RunConfig, devices: List[str], dtype: str, log: Log):
 
     multi = len(devices) > 1
     backend = load_backend(cfg.model, device="cpu" if multi else devices[0],
-                           dtype="float32" if multi else dtype, hub=cfg.hub, backend=cfg.backend)
+                           dtype="float32" if multi else dtype, hub=cfg.hub, backend=cfg.backend,
+                           fe_options=cfg.fe_options)
     if backend.info.test_model:
         log(f"note: {backend.info.path} is a random-weight TEST model; its labels mean nothing")
     if int(cfg.max_seconds * TARGET_SR) < 2 * backend.min_samples:
         raise ValueError(f"--max-seconds {cfg.max_seconds:g} is too short for this model "
                          f"(windows need at least {backend.min_samples / TARGET_SR:.3f} s)")
+    if cfg.timeline is not None:
+        _check_timeline(cfg, backend)
+    if cfg.threshold is not None and backend.head_kind != "multi_label":
+        raise ValueError(f"--threshold is for multi-label heads (a sigmoid per class); {backend.info.id} has a "
+                         f"{backend.head_kind.replace('_', '-')} head")
     return backend
+
+
+def _check_timeline(cfg: RunConfig, backend) -> None:
+    """``--timeline`` needs class scores, and windows the model takes whole."""
+    t = cfg.timeline
+    if not backend.labels:
+        raise ValueError(f"--timeline: {backend.info.id} has no classifier head (an embedding-only model), "
+                         "so there are no class scores to follow over time")
+    limit = min(cfg.max_seconds, (backend.max_input_samples or float("inf")) / TARGET_SR)
+    if t.win > limit:
+        raise ValueError(f"--timeline {t.win:g},{t.hop:g}: windows of {t.win:g} s are longer than this model takes "
+                         f"in one piece ({limit:g} s{', --max-seconds' if limit == cfg.max_seconds else ''})")
+    if t.win_samples < backend.min_samples:
+        raise ValueError(f"--timeline {t.win:g},{t.hop:g}: windows must be at least "
+                         f"{backend.min_samples / TARGET_SR:.3f} s for this model")
 
 
 # what a full disk, a quota, a read-only mount or lost permissions raise while writing
@@ -184,7 +205,7 @@ def _run_locked(cfg: RunConfig, stream, chunks: Iterator[Corpus], shard: Optiona
     devices = parse_devices(cfg.device)
     dtype = resolve_dtype(cfg.dtype, devices[0])
     backend = _load_model(cfg, devices, dtype, log)
-    info, labels, embed_dim = backend.info, backend.labels, backend.embed_dim
+    info, labels, embed_dim, head_kind = backend.info, backend.labels, backend.embed_dim, backend.head_kind
 
     if cfg.overwrite:  # after every check: the run is known to go ahead
         kept = clear_ours(out, keep=(layout.VAD,) if cfg.vad is not None else ())  # vad/: just made
@@ -194,8 +215,9 @@ def _run_locked(cfg: RunConfig, stream, chunks: Iterator[Corpus], shard: Optiona
     with_ref = stream.with_ref
     writer_args = dict(labels=labels, model_id=info.id, emb_dtype=cfg.emb_dtype,
                        frames=cfg.granularity == "frame", with_ref=with_ref, part_size=cfg.part_size,
-                       settings=run_settings(cfg, info, labels, dtype), npy_layout=cfg.npy_layout,
-                       prosody=cfg.features == "prosody")
+                       settings=run_settings(cfg, info, labels, dtype, backend.head_kind), npy_layout=cfg.npy_layout,
+                       prosody=cfg.features == "prosody", timeline=cfg.timeline is not None,
+                       head_kind=backend.head_kind)
     writer = OutputWriter(out, **writer_args)  # refuses a directory made with other settings
     if cfg.retry_errors:
         writer.drop_errors()
@@ -265,7 +287,7 @@ def _run_locked(cfg: RunConfig, stream, chunks: Iterator[Corpus], shard: Optiona
                 f"padded): batches now hold at most {ev['new_max_padded_samples'] / TARGET_SR:.1f} s padded")
         _finish(cfg, out, writer, s, status=status, t0=t0, cached=cached, log=log, stream=stream,
                 inputs=inputs.build(),
-                manifest=dict(info=info, labels=labels, embed_dim=embed_dim, devices=devices, dtype=dtype,
+                manifest=dict(info=info, labels=labels, head_kind=head_kind, embed_dim=embed_dim, devices=devices, dtype=dtype,
                               n_batches=done.n_batches, batch_seconds=done.batch_seconds,
                               max_batch_size=done.max_batch_size, num_decoders=n_dec, failures=done.failures,
                               shard=shard))

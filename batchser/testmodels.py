@@ -17,7 +17,7 @@ from __future__ import annotations
 import copy
 import json
 from pathlib import Path
-from typing import Any, Dict
+from typing import Any, Dict, Optional
 
 MARKER = "BATCHSER_TEST_MODEL"
 
@@ -288,12 +288,14 @@ def make_whisper_classifier_dir(out: str | Path, size: str = "tiny", seed: int =
 
 
 def make_wav2vec2_classifier_dir(out: str | Path, attention_mask: bool = True, seed: int = 0,
-                                 labels=("angry", "happy", "neutral", "sad")) -> Path:
+                                 labels=("angry", "happy", "neutral", "sad"),
+                                 problem_type: Optional[str] = None) -> Path:
     """A tiny random-weight ``Wav2Vec2ForSequenceClassification`` (audio-classification recipe layout).
 
     ``attention_mask=True``: layer-norm feature encoder, feature extractor returns a mask (like
     wav2vec2-large-lv60 / WavLM). ``False``: group-norm encoder without mask (like wav2vec2-base),
-    a model whose output changes when padded.
+    a model whose output changes when padded. ``problem_type``: the config's
+    (``regression``, ``multi_label_classification``; None: single-label classification).
     """
     import torch
     from transformers import Wav2Vec2Config, Wav2Vec2FeatureExtractor, Wav2Vec2ForSequenceClassification
@@ -307,11 +309,66 @@ def make_wav2vec2_classifier_dir(out: str | Path, attention_mask: bool = True, s
         feat_extract_norm="layer" if attention_mask else "group", do_stable_layer_norm=attention_mask,
         classifier_proj_size=16, num_labels=len(labels),
         id2label=dict(enumerate(labels)), label2id={l: i for i, l in enumerate(labels)},
+        problem_type=problem_type,
     )
     torch.manual_seed(seed)
     model = Wav2Vec2ForSequenceClassification(cfg)
     model.save_pretrained(out)
     Wav2Vec2FeatureExtractor(feature_size=1, sampling_rate=16000, padding_value=0.0, do_normalize=True,
                              return_attention_mask=attention_mask).save_pretrained(out)
-    _write_marker(out, f"wav2vec2-audio-classification attention_mask={attention_mask} seed={seed}")
+    _write_marker(out, f"wav2vec2-audio-classification attention_mask={attention_mask} "
+                       f"problem_type={problem_type} seed={seed}")
+    return out
+
+
+# audEERING's dimensional model: the output order of the public checkpoint's id2label
+DIM_LABELS = ("arousal", "dominance", "valence")
+
+
+def make_w2v2_dim_dir(out: str | Path, seed: int = 0, size: str = "tiny") -> Path:
+    """A random-weight model in the layout of ``audeering/wav2vec2-large-robust-12-ft-emotion-msp-dim``:
+    config.json naming ``Wav2Vec2ForSpeechClassification`` (problem_type regression, pooling_mode
+    mean), weights ``wav2vec2.*`` + ``classifier.dense``/``classifier.out_proj``, and the
+    Wav2Vec2Processor files (feature extractor with attention mask, CTC tokenizer) that the
+    card's code loads. ``size="large-robust-12"``: the checkpoint's real dimensions (~165 M parameters).
+    """
+    import torch
+    from transformers import Wav2Vec2Config, Wav2Vec2CTCTokenizer, Wav2Vec2FeatureExtractor, Wav2Vec2Processor
+
+    from .models.w2v2_dim import ARCHITECTURE, model_class
+
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    dims = dict(hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64,
+                conv_dim=(32, 32, 32), conv_kernel=(10, 3, 3), conv_stride=(5, 2, 2),
+                num_conv_pos_embeddings=16, num_conv_pos_embedding_groups=2)
+    if size == "large-robust-12":  # the public checkpoint's config.json
+        dims = dict(hidden_size=1024, num_hidden_layers=12, num_attention_heads=16, intermediate_size=4096,
+                    conv_dim=(512,) * 7, conv_kernel=(10, 3, 3, 3, 3, 2, 2), conv_stride=(5, 2, 2, 2, 2, 2, 2),
+                    num_conv_pos_embeddings=128, num_conv_pos_embedding_groups=16)
+    elif size != "tiny":
+        raise ValueError(f"unknown w2v2-dim size {size!r}; choose from tiny, large-robust-12")
+    cfg = Wav2Vec2Config(
+        **dims, feat_extract_norm="layer", do_stable_layer_norm=True, final_dropout=0.1,
+        num_labels=len(DIM_LABELS), id2label=dict(enumerate(DIM_LABELS)),
+        label2id={l: i for i, l in enumerate(DIM_LABELS)}, problem_type="regression", vocab_size=None,
+    )
+    cfg.pooling_mode = "mean"
+    cfg.finetuning_task = "wav2vec2_reg"
+    torch.manual_seed(seed)
+    model = model_class()(cfg)
+    with torch.no_grad():  # weights of a trained head's scale, so the outputs vary between utterances
+        model.classifier.dense.weight.normal_(0, 0.5)
+        model.classifier.out_proj.weight.normal_(0, 0.5)
+    model.save_pretrained(out)
+    conf = json.loads((out / "config.json").read_text())
+    conf["architectures"] = [ARCHITECTURE]  # what the public checkpoint's config.json says
+    (out / "config.json").write_text(json.dumps(conf, indent=2) + "\n")
+    vocab = out / "vocab.json"
+    vocab.write_text(json.dumps({"<pad>": 0, "<s>": 1, "</s>": 2, "<unk>": 3, "|": 4,
+                                 **{c: 5 + i for i, c in enumerate("ABCDEFGHIJKLMNOPQRSTUVWXYZ'")}}))
+    fe = Wav2Vec2FeatureExtractor(feature_size=1, sampling_rate=16000, padding_value=0.0, do_normalize=True,
+                                  return_attention_mask=True)
+    Wav2Vec2Processor(feature_extractor=fe, tokenizer=Wav2Vec2CTCTokenizer(str(vocab))).save_pretrained(out)
+    _write_marker(out, f"w2v2-dim (audEERING dimensional layout) size={size} seed={seed}")
     return out

@@ -559,6 +559,7 @@ class Emotion2vecBackend:
         self.raw_labels = label_list(tokens) if self.model.proj is not None else []
         self.keep = [i for i, l in enumerate(self.raw_labels) if l is not None]
         self.labels = [self.raw_labels[i] for i in self.keep]
+        self.head_kind = "single_label" if self.labels else "none"
         self.dtype = dtype
         self.conv_spec = _parts(self.model).conv_spec
         self.min_samples = min_samples(self.conv_spec)

@@ -23,7 +23,8 @@ import torch
 
 from ..audio import TARGET_SR
 from ..policy import check_dtype
-from .base import BatchOutput, ModelInfo, autocast, frame_weighted_mean, normalise_label, pool_frames
+from .base import (BatchOutput, ModelInfo, activate, autocast, check_fe_options, frame_weighted_mean, head_kind_of,
+                   normalise_label, pool_frames)
 
 WHISPER_HOP = 160  # samples per mel frame; the encoder halves it again: 320 samples per frame
 
@@ -32,13 +33,17 @@ class TransformersBackend:
     name = "transformers"
     sample_rate = TARGET_SR
 
-    def __init__(self, model_dir: str, device: str = "cpu", dtype: str = "float32", info: Optional[ModelInfo] = None):
+    def __init__(self, model_dir: str, device: str = "cpu", dtype: str = "float32", info: Optional[ModelInfo] = None,
+                 fe_options: Optional[dict] = None):
         from transformers import AutoFeatureExtractor, AutoModelForAudioClassification
 
         self.device = torch.device(device)
         check_dtype(dtype, self.device.type, self.name)
         self.dtype = dtype
         self.fe = AutoFeatureExtractor.from_pretrained(model_dir)
+        # --fe-option: keywords for every extractor call (a from_pretrained keyword such as the Whisper
+        # card's do_normalize=True only sets an attribute that WhisperFeatureExtractor.__call__ ignores)
+        self.fe_options = check_fe_options(self.fe, fe_options or {}, str(model_dir))
         # float32 weights whatever dtype the checkpoint was saved in (transformers 5 would keep fp16
         # weights, which fail with float32 inputs on a CPU); --dtype bf16/fp16 run through autocast
         self.model = AutoModelForAudioClassification.from_pretrained(model_dir).float().eval().to(self.device)
@@ -47,6 +52,7 @@ class TransformersBackend:
         self.labels = [normalise_label(str(cfg.id2label[i])) for i in range(cfg.num_labels)]
         if len(set(self.labels)) != len(self.labels):  # keep columns unique
             self.labels = [f"{l}_{i}" if self.labels.count(l) > 1 else l for i, l in enumerate(self.labels)]
+        self.head_kind = head_kind_of(getattr(cfg, "problem_type", None), cfg.num_labels)
         self.info = info or ModelInfo(id=str(model_dir), path=str(model_dir), backend="transformers")
         self.embed_dim = int(getattr(cfg, "d_model", None) or cfg.hidden_size)
         if self.is_whisper:
@@ -76,7 +82,14 @@ class TransformersBackend:
         return out, kept[-1]
 
     def _whisper(self, wavs: List[np.ndarray], frames: bool):
-        feats = self.fe(wavs, sampling_rate=TARGET_SR, return_tensors="pt", device=str(self.device))
+        if self.fe_options:  # the model card's path: pad to the 30-s window first, so that a call-time
+            # do_normalize runs over the whole window, as the card's preprocess_audio does (without
+            # normalisation the extractor's own zero padding gives the same features)
+            m = self.max_input_samples
+            inputs = [np.pad(w[:m], (0, m - len(w[:m]))) for w in wavs]
+        else:
+            inputs = wavs
+        feats = self.fe(inputs, sampling_rate=TARGET_SR, return_tensors="pt", device=str(self.device), **self.fe_options)
         x = feats.input_features.to(self.device)
         with autocast(self.device, self.dtype):
             out, hid = self._run_keeping_last_hidden(x)
@@ -86,7 +99,7 @@ class TransformersBackend:
 
     def _w2v(self, wavs: List[np.ndarray], frames: bool):
         feats = self.fe(wavs, sampling_rate=TARGET_SR, return_tensors="pt", padding=True,
-                        return_attention_mask=self.batched)
+                        return_attention_mask=self.batched, **self.fe_options)
         x = feats.input_values.to(self.device)
         mask = feats.get("attention_mask")
         mask = mask.to(self.device) if mask is not None else None
@@ -103,7 +116,7 @@ class TransformersBackend:
     @torch.no_grad()
     def _forward(self, wavs: List[np.ndarray], frames: bool) -> BatchOutput:
         logits, hid, n = (self._whisper if self.is_whisper else self._w2v)(wavs, frames)
-        return pool_frames(hid, n, torch.softmax(logits, dim=-1).cpu().numpy(), frames)
+        return pool_frames(hid, n, activate(logits, self.head_kind).cpu().numpy(), frames)
 
     def forward(self, wavs: List[np.ndarray], frames: bool = False) -> BatchOutput:
         """One batch of 16 kHz mono float32 waveforms (Whisper: each at most 30 s)."""
@@ -115,5 +128,6 @@ class TransformersBackend:
                            frames=[o.frames[0] for o in outs] if frames else None)
 
     def combine_windows(self, embeddings: np.ndarray, scores: np.ndarray, frame_counts: np.ndarray):
-        """Windows of one long utterance: frame-weighted mean embedding, frame-weighted mean scores."""
+        """Windows of one long utterance: frame-weighted mean embedding, frame-weighted mean scores
+        (probabilities, or a regression head's values)."""
         return frame_weighted_mean(embeddings, frame_counts), frame_weighted_mean(scores, frame_counts)

@@ -118,12 +118,16 @@ def resolve_model(name: str, hub: str = "auto", revision: Optional[str] = None) 
 
 
 def detect_backend(path: Path) -> str:
-    """'emotion2vec' for funasr's layout, 'transformers' for a save_pretrained directory."""
+    """'emotion2vec' for funasr's layout, 'w2v2-dim' for audEERING's dimensional wav2vec2
+    (config.json naming Wav2Vec2ForSpeechClassification), 'transformers' for any other
+    save_pretrained directory."""
     path = Path(path)
     if (path / "config.yaml").exists() and (path / "model.pt").exists():
         return "emotion2vec"
     if (path / "config.json").exists():
-        return "transformers"
+        from .w2v2_dim import is_dim_layout
+
+        return "w2v2-dim" if is_dim_layout(path) else "transformers"
     raise ModelNotAvailable(
         f"{path} is neither a funasr emotion2vec directory (config.yaml + model.pt) "
         "nor a transformers directory (config.json)"
@@ -145,12 +149,16 @@ def weights_sha256(path: str) -> Optional[str]:
 
 
 def load_backend(name: str, device: str = "cpu", dtype: str = "float32", hub: str = "auto",
-                 backend: str = "auto", revision: Optional[str] = None):
-    """Resolve ``name`` and build its model worker."""
+                 backend: str = "auto", revision: Optional[str] = None, fe_options: Optional[dict] = None):
+    """Resolve ``name`` and build its model worker (``fe_options``: keywords for every
+    feature-extractor call of a transformers model, ``--fe-option``)."""
     info = resolve_model(name, hub=hub, revision=revision)
     kind = info.backend if backend == "auto" else backend
     info.backend = kind
     info.sha256 = weights_sha256(info.path)
+    if fe_options and kind == "emotion2vec":
+        raise ValueError("--fe-option: emotion2vec has no feature extractor (it takes the waveform itself); "
+                         "the options are for transformers models")
     if kind == "emotion2vec":
         from .emotion2vec import Emotion2vecBackend
 
@@ -158,5 +166,9 @@ def load_backend(name: str, device: str = "cpu", dtype: str = "float32", hub: st
     if kind == "transformers":
         from .hf import TransformersBackend
 
-        return TransformersBackend(info.path, device=device, dtype=dtype, info=info)
-    raise ModelNotAvailable(f"unknown back-end {kind!r} (supported: emotion2vec, transformers)")
+        return TransformersBackend(info.path, device=device, dtype=dtype, info=info, fe_options=fe_options)
+    if kind == "w2v2-dim":
+        from .w2v2_dim import DimensionalBackend
+
+        return DimensionalBackend(info.path, device=device, dtype=dtype, info=info, fe_options=fe_options)
+    raise ModelNotAvailable(f"unknown back-end {kind!r} (supported: emotion2vec, transformers, w2v2-dim)")

@@ -12,12 +12,12 @@
 """
 from .claim import ForeignDirectory, check_claimable, clear_ours
 from .lock import OutputBusy, OutputLock
-from .layout import score_column, shard_dir
+from .layout import score_column, shard_dir, value_column
 from .merging import MergeError, merge, shard_status
 from .results import Results, open_results
 from .writer import OutputWriter, PartWriter, committed_ids, committed_table, count_rows, features_writer, prediction_columns, utterance_row
 from .explanations import write_explanations
 
 __all__ = ["ForeignDirectory", "OutputBusy", "OutputLock", "check_claimable", "clear_ours", "MergeError", "OutputWriter", "PartWriter", "Results", "committed_ids", "committed_table", "count_rows", "features_writer", "merge",
-           "open_results", "prediction_columns", "score_column", "shard_dir", "shard_status", "utterance_row",
+           "open_results", "prediction_columns", "score_column", "shard_dir", "shard_status", "utterance_row", "value_column",
            "write_explanations"]

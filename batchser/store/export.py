@@ -40,11 +40,20 @@ def export_kaldi(out_dir: str | os.PathLike, dest: str | os.PathLike) -> Dict[st
     written = {}
     if df.label.notna().any():
         atomic.write_text(dest / "utt2emo_hyp", "".join(f"{u} {l}\n" for u, l in zip(ids, df.label.to_numpy()[order])))
+        written["utt2emo_hyp"] = len(ids)
+    if classes:  # also a multi-label run without a threshold (scores, no label)
         scores = df[[layout.score_column(c) for c in classes]].to_numpy()[order]
         atomic.write_text(dest / "classes.txt", "".join(f"{c}\n" for c in classes))
         atomic.write_text(dest / "utt2score", "".join(
             f"{u} " + " ".join(f"{v:.6g}" for v in row) + "\n" for u, row in zip(ids, scores)))
-        written.update({"utt2emo_hyp": len(ids), "utt2score": len(ids)})
+        written["utt2score"] = len(ids)
+    dims = [c[len("value_"):] for c in df.columns if c.startswith("value_")]
+    if dims:  # a regression head: utt2dim as eval reads it, names in dims.txt (Kaldi tables have no header)
+        vals = df[[layout.value_column(c) for c in dims]].to_numpy()[order]
+        atomic.write_text(dest / "dims.txt", "".join(f"{c}\n" for c in dims))
+        atomic.write_text(dest / "utt2dim", "".join(
+            f"{u} " + " ".join(f"{v:.6g}" for v in row) + "\n" for u, row in zip(ids, vals)))
+        written["utt2dim"] = len(ids)
     ark, scp = dest / "embeddings.ark", dest / "embeddings.scp"
     tmp_ark, tmp_scp = atomic.tmp_name(ark), atomic.tmp_name(scp)
     with kaldiio.WriteHelper(f"ark,scp:{tmp_ark},{tmp_scp}") as w:

@@ -7,6 +7,8 @@ The contract (also in the README)::
     OUT/frames/part-NNNNN.npy          (--granularity frame) frame embeddings, concatenated
     OUT/npy/<utt>.npy                  (--npy-layout per-utt) one file per utterance
     OUT/errors/part-NNNNN.parquet      utt_id, stage, message
+    OUT/timeline/part-NNNNN.parquet    (--timeline) class scores of each window of the labels
+                                       part of the same name, in recording time
     OUT/features/part-NNNNN.parquet    (batchser features) prosody columns, no model
     OUT/explanations.parquet           (prosody) each utterance relative to its speaker
     OUT/settings.json                  what changes results: resuming with other values is refused
@@ -26,7 +28,7 @@ import pyarrow as pa
 
 LABELS, EMBEDDINGS, FRAMES, NPY, ERRORS, FEATURES = "labels", "embeddings", "frames", "npy", "errors", "features"
 SETTINGS, MANIFEST, EXPLANATIONS = "settings.json", "manifest.json", "explanations.parquet"
-SHARDS, CACHE, EVAL, VAD = "shards", ".cache", "eval", "vad"
+SHARDS, CACHE, EVAL, VAD, TIMELINE = "shards", ".cache", "eval", "vad", "timeline"
 
 # part-00012.parquet, or part-d1-00012.parquet in a namespace (one per device process / shard)
 PART_RE = re.compile(r"^part-(?:(?P<ns>[A-Za-z0-9]+)-)?(?P<n>\d{5,})\.(?:parquet|npy)$")
@@ -54,6 +56,21 @@ def score_column(label: str) -> str:
     return f"score_{label}"
 
 
+def value_column(name: str) -> str:
+    """A regression head's output (``value_arousal``)."""
+    return f"value_{name}"
+
+
+def prediction_fields(labels: Sequence[str], head_kind: str = "single_label"):
+    """label, score, then one column per class (``score_<class>``) or dimension (``value_<name>``).
+
+    ``label``/``score`` are always there (null where the head gives no single label: regression,
+    multi-label without a threshold, no head), so queries over several runs line up."""
+    fields = [("label", pa.string()), ("score", pa.float32())]
+    col = value_column if head_kind == "regression" else score_column
+    return fields + [(col(l), pa.float32()) for l in labels]
+
+
 ERROR_SCHEMA = pa.schema([("utt_id", pa.string()), ("stage", pa.string()), ("message", pa.string())])
 
 # the columns every row of labels/ and features/ starts with: where the utterance is
@@ -62,9 +79,8 @@ BASE_FIELDS = [("utt_id", pa.string()), ("rec_id", pa.string()), ("spk", pa.stri
 
 
 def labels_schema(labels: Sequence[str], *, frames: bool, with_ref: bool, per_utt: bool = False,
-                  prosody: bool = False) -> pa.Schema:
-    fields = BASE_FIELDS + [("label", pa.string()), ("score", pa.float32())]
-    fields += [(score_column(l), pa.float32()) for l in labels]
+                  prosody: bool = False, head_kind: str = "single_label") -> pa.Schema:
+    fields = BASE_FIELDS + prediction_fields(labels, head_kind)
     fields += [("model", pa.string()), ("emb_file", pa.string()), ("emb_row", pa.int64())]
     if frames:
         fields += [("frame_file", pa.string()), ("frame_offset", pa.int64()), ("frame_count", pa.int64())]
@@ -75,6 +91,13 @@ def labels_schema(labels: Sequence[str], *, frames: bool, with_ref: bool, per_ut
     if with_ref:
         fields += [("ref_label", pa.string())]
     return pa.schema(fields)
+
+
+def timeline_schema(labels: Sequence[str], head_kind: str = "single_label") -> pa.Schema:
+    """One row per window: where it is (recording time, seconds), then the prediction columns."""
+    fields = [("utt_id", pa.string()), ("rec_id", pa.string()), ("spk", pa.string()), ("window", pa.int32()),
+              ("start", pa.float64()), ("end", pa.float64())]
+    return pa.schema(fields + prediction_fields(labels, head_kind))
 
 
 def features_schema(*, with_ref: bool) -> pa.Schema:

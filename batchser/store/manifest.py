@@ -19,14 +19,23 @@ def versions() -> Dict[str, str]:
     return out
 
 
-def run_settings(cfg, info, labels: List[str], dtype: str) -> Dict:
-    """What changes results: resuming a directory with anything else is refused."""
-    return {
+def run_settings(cfg, info, labels: List[str], dtype: str, head_kind: str = "single_label") -> Dict:
+    """What changes results: resuming a directory with anything else is refused (keys added
+    later are left out at their default value, so older directories still resume)."""
+    extra = {}
+    if head_kind not in ("single_label", "none"):
+        extra["head_kind"] = head_kind
+    if getattr(cfg, "threshold", None) is not None:
+        extra["threshold"] = cfg.threshold
+    if getattr(cfg, "fe_options", None):
+        extra["fe_options"] = dict(sorted(cfg.fe_options.items()))
+    return {**extra,
         "model": info.sha256 or info.id, "backend": info.backend, "labels": labels,
         "dtype": dtype, "granularity": cfg.granularity, "emb_dtype": cfg.emb_dtype,
         "max_seconds": cfg.max_seconds, "long_audio": cfg.long_audio, "npy_layout": cfg.npy_layout,
         "features": cfg.features,
         "vad": cfg.vad.to_dict() if getattr(cfg, "vad", None) is not None else None,
+        "timeline": cfg.timeline.to_list() if getattr(cfg, "timeline", None) is not None else None,
     }
 
 
@@ -38,7 +47,7 @@ def device_name(device: str) -> str:
     return platform.processor() or platform.machine()
 
 
-def run_manifest(*, cfg, info, labels: List[str], embed_dim: Optional[int], devices: List[str], dtype: str,
+def run_manifest(*, cfg, info, labels: List[str], head_kind: str, embed_dim: Optional[int], devices: List[str], dtype: str,
                  summary, status: str, corpus, warnings: List[str], warnings_total: int, totals: Dict[str, int],
                  n_batches: int, batch_seconds, max_batch_size, num_decoders: int, failures: List[str], shard) -> Dict:
     """The manifest of one run (or one shard's run) into an output directory.
@@ -57,7 +66,9 @@ def run_manifest(*, cfg, info, labels: List[str], embed_dim: Optional[int], devi
                   "wav_scp": str(Path(corpus.wav_scp).resolve())},
         "model": {"id": info.id, "path": info.path, "backend": info.backend, "revision": info.revision,
                   "weights_sha256": info.sha256, "test_model": info.test_model,
-                  "labels": labels, "embedding_dim": embed_dim},
+                  "labels": labels, "head_kind": head_kind, "threshold": getattr(cfg, "threshold", None),
+                  "fe_options": getattr(cfg, "fe_options", None) or {},
+                  "embedding_dim": embed_dim},
         "versions": v,
         "device": ",".join(devices), "dtype": dtype,
         "device_name": device_name(devices[0]),
@@ -72,6 +83,8 @@ def run_manifest(*, cfg, info, labels: List[str], embed_dim: Optional[int], devi
         "time_split_seconds": {"waiting_for_audio": s.loader_wait_seconds, "model": s.model_seconds,
                                "writing": s.write_seconds},
         "max_seconds": cfg.max_seconds, "utterances_in_windows": s.n_windowed,
+        "timeline": ({"win": cfg.timeline.win, "hop": cfg.timeline.hop, "windows_this_run": s.n_timeline_windows}
+                     if getattr(cfg, "timeline", None) is not None else None),
         "num_batches": n_batches, "num_workers": num_decoders,
         "oom_backoffs": s.oom_backoffs,
         "batch_seconds": batch_seconds, "max_batch_size": max_batch_size,

@@ -97,6 +97,9 @@ def _link_shard(i: int, src: Path, out: Path) -> None:
             if col in t.column_names:
                 _link(src / sub / f"{f.stem}.npy", out / sub / f"{new}.npy")
                 t = t.set_column(t.column_names.index(col), col, pa.array([f"{sub}/{new}.npy"] * t.num_rows, pa.string()))
+        tl = src / layout.TIMELINE / f"{f.stem}.parquet"
+        if tl.exists():  # the timeline part of this labels part: same name
+            _link(tl, out / layout.TIMELINE / f"{new}.parquet")
         if "npy_file" in t.column_names:
             for rel in t.column("npy_file").to_pylist():
                 _link(src / rel, out / rel)
@@ -106,7 +109,7 @@ def _link_shard(i: int, src: Path, out: Path) -> None:
         _link(f, out / layout.ERRORS / f"{_merged_stem(i, f)}.parquet")
 
 
-TABLES = (layout.LABELS, layout.EMBEDDINGS, layout.FRAMES, layout.ERRORS, layout.NPY)
+TABLES = (layout.LABELS, layout.EMBEDDINGS, layout.FRAMES, layout.ERRORS, layout.NPY, layout.TIMELINE)
 STAGING, OLD = ".merge-new", ".merge-old"
 
 

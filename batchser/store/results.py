@@ -51,6 +51,44 @@ class Results:
         return pd.concat([pq.read_table(p).to_pandas() for p in parts], ignore_index=True)
 
     @property
+    def timeline(self):
+        """``--timeline`` runs: one row per window (utt_id, rec_id, spk, window, start, end in
+        recording time, label, score, score_<class>...), as a pandas DataFrame.
+
+        Only windows of committed labels parts are read (a run killed between writing a
+        timeline part and its labels part leaves one that the next run removes).
+
+        Raises:
+            ValueError: the run was made without --timeline.
+        """
+        import pandas as pd
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        d = self.dir / layout.TIMELINE
+        if not d.is_dir():
+            raise ValueError(f"{self.dir} has no timeline: run with --timeline WIN[,HOP] (e.g. --timeline 2,1)")
+        parts = [d / f"{p.stem}.parquet" for p in self._parts if (d / f"{p.stem}.parquet").exists()]
+        if not parts:
+            return pd.DataFrame({"utt_id": [], "rec_id": [], "spk": [], "window": [], "start": [], "end": []})
+        return pa.concat_tables([pq.read_table(p) for p in parts]).to_pandas()
+
+    @property
+    def head_kind(self) -> str:
+        """What the model's head gave: ``single_label`` (label + softmax ``score_*``),
+        ``multi_label`` (sigmoid ``score_*``), ``regression`` (``value_*``) or ``none``
+        (embeddings only). From the manifest; for runs older than it, from the columns."""
+        k = (self.manifest.get("model") or {}).get("head_kind")
+        if k:
+            return k
+        import pyarrow.parquet as pq
+
+        names = pq.read_schema(self._parts[0]).names if self._parts else []
+        if any(c.startswith("value_") for c in names):
+            return "regression"
+        return "single_label" if any(c.startswith("score_") for c in names) else "none"
+
+    @property
     def manifest(self) -> dict:
         p = self.dir / layout.MANIFEST
         return json.loads(p.read_text(encoding="utf-8")) if p.exists() else {}

@@ -33,12 +33,24 @@ def utterance_row(u, duration: float, *, with_ref: bool, cut_short: bool = False
     return r
 
 
-def prediction_columns(labels: Sequence[str], scores: Optional[np.ndarray]) -> Dict:
-    """label, score (the top class) and one score_<class> column per class."""
+def prediction_columns(labels: Sequence[str], scores: Optional[np.ndarray], head_kind: str = "single_label",
+                       threshold: Optional[float] = None) -> Dict:
+    """The prediction columns of one row (``layout.prediction_fields``), by head kind:
+
+    * single_label: ``label``/``score`` the top class, ``score_<class>`` the softmax;
+    * multi_label: ``score_<class>`` the sigmoids, ``score`` the highest; ``label`` null, or with
+      ``threshold`` the classes scoring at least it, highest first, joined by "," ("" for none);
+    * regression: ``value_<name>`` the raw outputs, ``label``/``score`` null.
+    """
     if scores is None or not len(labels):
         return {"label": None, "score": None}
+    if head_kind == "regression":
+        return {"label": None, "score": None, **{layout.value_column(l): float(v) for l, v in zip(labels, scores)}}
     k = int(np.argmax(scores))
     r = {"label": labels[k], "score": float(scores[k])}
+    if head_kind == "multi_label":
+        order = np.argsort(-np.asarray(scores), kind="stable")
+        r["label"] = None if threshold is None else ",".join(labels[i] for i in order if scores[i] >= threshold)
     for l, s in zip(labels, scores):
         r[layout.score_column(l)] = float(s)
     return r
@@ -77,7 +89,8 @@ class PartWriter:
         out_dir: the output directory (created).
         table: the table's directory name.
         schema: the table's Arrow schema.
-        array_dirs: directories of .npy parts that belong to the table's parts.
+        array_dirs: directories of parts (.npy, or the timeline's .parquet) that belong to the
+            table's part of the same name: written before it, removed when it never became visible.
         part_size: rows per committed part (what a crash can cost at most).
         settings: what changes results; written on first use, compared on every resume
             (``None``: no settings file).
@@ -135,8 +148,8 @@ class PartWriter:
                     f.unlink()
         visible = {f.stem for f in layout.parts(self.out, self.table)}
         for sub in self.array_dirs:
-            for f in (self.out / sub).glob("part-*.npy"):
-                if f.stem not in visible and self._mine(f.name):
+            for f in (self.out / sub).glob("part-*"):
+                if f.suffix in (".npy", ".parquet") and f.stem not in visible and self._mine(f.name):
                     f.unlink()
 
     def _scan(self) -> int:
@@ -227,17 +240,20 @@ class OutputWriter(PartWriter):
     def __init__(self, out_dir: str | os.PathLike, labels: Sequence[str], model_id: str, *,
                  emb_dtype: str = "float32", frames: bool = False, with_ref: bool = False,
                  part_size: int = 2000, settings: Optional[Dict] = None, npy_layout: str = "parts",
-                 namespace: Optional[str] = None, prosody: bool = False):
+                 namespace: Optional[str] = None, prosody: bool = False, timeline: bool = False,
+                 head_kind: str = "single_label"):
         self.labels = list(labels)
+        self.timeline = timeline
+        self.head_kind = head_kind
         self.model_id = model_id
         self.emb_dtype = np.dtype(emb_dtype)
         self.frames = frames
         self.per_utt = npy_layout == "per-utt"
         self.with_ref = with_ref
-        arrays = (layout.EMBEDDINGS,) + ((layout.FRAMES,) if frames else ())
+        arrays = (layout.EMBEDDINGS,) + ((layout.FRAMES,) if frames else ()) + ((layout.TIMELINE,) if timeline else ())
         super().__init__(out_dir, table=layout.LABELS, array_dirs=arrays, part_size=part_size,
                          schema=layout.labels_schema(self.labels, frames=frames, with_ref=with_ref,
-                                                     per_utt=self.per_utt, prosody=prosody),
+                                                     per_utt=self.per_utt, prosody=prosody, head_kind=head_kind),
                          settings=settings or {}, namespace=namespace)
         if self.per_utt:
             (self.out / layout.NPY).mkdir(exist_ok=True)
@@ -246,9 +262,16 @@ class OutputWriter(PartWriter):
                     f.unlink()
         self._emb: List[np.ndarray] = []
         self._frames: List[np.ndarray] = []
+        self._windows: List[dict] = []
 
-    def add(self, rows: List[dict], embeddings: np.ndarray, frames: Optional[List[np.ndarray]] = None) -> None:
+    def add(self, rows: List[dict], embeddings: np.ndarray, frames: Optional[List[np.ndarray]] = None,
+            windows: Optional[List[dict]] = None) -> None:
+        """Buffer result rows with their embeddings (and frames; and ``windows``: the timeline
+        rows of these utterances, committed in the same part)."""
         assert len(rows) == len(embeddings)
+        if self.timeline:
+            assert windows is not None
+            self._windows.extend(windows)
         self._emb.append(np.asarray(embeddings))
         if self.frames:
             assert frames is not None and len(frames) == len(rows)
@@ -256,6 +279,9 @@ class OutputWriter(PartWriter):
         self.add_rows(rows)
 
     def _write_arrays(self, name: str, rows: List[dict]) -> None:
+        if self.timeline:
+            atomic.save_parquet(self.out / layout.TIMELINE / f"{name}.parquet",
+                                pa.Table.from_pylist(self._windows, schema=layout.timeline_schema(self.labels, self.head_kind)))
         emb = np.concatenate(self._emb, 0).astype(self.emb_dtype)
         for i, r in enumerate(rows):
             r["model"] = self.model_id
@@ -278,7 +304,7 @@ class OutputWriter(PartWriter):
         atomic.save_npy(self.out / layout.EMBEDDINGS / f"{name}.npy", emb)
 
     def _clear_arrays(self) -> None:
-        self._emb, self._frames = [], []
+        self._emb, self._frames, self._windows = [], [], []
 
 
 def features_writer(out_dir: str | os.PathLike, *, with_ref: bool, part_size: int = 2000) -> PartWriter:
