@@ -155,9 +155,11 @@ def main() -> None:
 @click.option("--long-audio", type=click.Choice(["window", "truncate"]), default="window", show_default=True,
               help="Utterances longer than --max-seconds (or the model's limit, 30 s for Whisper): run in "
                    "windows and combine, or keep only the first part (as Whisper model cards do).")
-@click.option("--features", type=click.Choice(["prosody"]), default=None,
-              help="prosody: add F0, loudness, pause and speaking-rate columns (computed in the decoding workers) "
-                   "and OUT/explanations.parquet relative to each speaker's baseline.")
+@click.option("--features", default=None, metavar="prosody|egemaps|prosody,egemaps",
+              help="Interpretable columns beside each prediction, computed in the decoding workers. prosody: F0, "
+                   "loudness, pause and speaking-rate columns and OUT/explanations.parquet relative to each "
+                   "speaker's baseline; egemaps: the 88 eGeMAPSv02 functionals from openSMILE (egemaps_* columns; "
+                   "pip install 'batchser[egemaps]').")
 @click.option("--fe-option", "fe_option", multiple=True, metavar="KEY=VALUE",
               help="transformers models: a keyword for every feature-extractor call, repeatable, e.g. "
                    "do_normalize=true (VALUE as JSON: true, 3, 0.5, else a string). Recorded in settings.json and "
@@ -258,6 +260,7 @@ def run(input_path, out, model, hub, backend, device, dtype, batch_seconds, max_
         fe_opts = parse_fe_options(fe_option)
     except ValueError as e:
         raise click.BadParameter(str(e), param_hint="--fe-option")
+    features = _feature_sets(features)
     cfg = RunConfig(
         input=input_path, out=out, model=model, hub=hub, backend=backend, device=device, dtype=dtype,
         batch_seconds=batch_seconds, max_batch_size=max_batch_size, num_workers=num_workers, max_seconds=max_seconds,
@@ -291,6 +294,21 @@ def run(input_path, out, model, hub, backend, device, dtype, batch_seconds, max_
            if s.shard else ""))
     if s.n_failed_total:
         sys.exit(EXIT_PARTIAL)
+
+
+def _feature_sets(spec):
+    """``--features`` / ``--set``: the canonical spelling, the package there (a usage error, exit 2)."""
+    from .loader import feature_spec, parse_feature_sets
+
+    try:
+        sets = parse_feature_sets(spec)
+        if "egemaps" in sets:
+            from .egemaps import columns
+
+            columns()
+    except ValueError as e:
+        raise click.BadParameter(str(e), param_hint="--features")
+    return feature_spec(sets)
 
 
 def _echo_to(log_file):
@@ -462,18 +480,22 @@ def merge(out_dir):
               help="Resolve relative paths in wav.scp against this directory.")
 @click.option("--no-pipes", is_flag=True, help="Refuse wav.scp entries that run shell commands.")
 @click.option("--num-workers", type=int, default=-1, show_default=True, help="Decoder processes (-1: cores - 1, at most 8).")
+@click.option("--set", "feature_set", default="prosody", show_default=True, metavar="prosody|egemaps|prosody,egemaps",
+              help="Which features: prosody (F0 by Praat, loudness, pauses, speaking rate), egemaps (openSMILE's 88 "
+                   "eGeMAPSv02 functionals), or both.")
 @reports_errors
-def features(input_path, out, audio_root, no_pipes, num_workers):
-    """Prosody features only, no model: F0 (Praat), loudness, pauses, speaking rate per utterance.
+def features(input_path, out, audio_root, no_pipes, num_workers, feature_set):
+    """Acoustic features only, no model: prosody and/or eGeMAPS per utterance.
 
     \b
-    Writes OUT/features/part-*.parquet (one row per utterance), OUT/errors/, and
+    Writes OUT/features/part-*.parquet (one row per utterance), OUT/errors/, and (prosody)
     OUT/explanations.parquet (each utterance relative to its speaker's medians).
     """
     from .features import run_features
+    from .loader import parse_feature_sets
 
     s = run_features(input_path, out, audio_root=audio_root, allow_pipes=not no_pipes, num_workers=num_workers,
-                     log=lambda m: click.echo(m, err=True))
+                     log=lambda m: click.echo(m, err=True), features=parse_feature_sets(_feature_sets(feature_set)))
     click.echo(f"done: {s.n_ok} ok, {s.n_errors} errors, {s.n_skipped} already done; "
                f"{s.audio_seconds / 60:.1f} min of audio in {s.wall_seconds:.1f} s", err=True)
     if s.n_failed_total:

@@ -1,4 +1,4 @@
-"""``batchser features``: prosody columns only, no model: reader -> loader (decoders) -> writer.
+"""``batchser features``: prosody and/or eGeMAPS columns, no model: reader -> loader (decoders) -> writer.
 
 Writes OUT/features/part-*.parquet, OUT/errors/ and OUT/explanations.parquet through the same
 writer as ``batchser run``; a re-run skips utterances already written.
@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
-from typing import Callable, Optional
+from typing import Callable, Optional, Sequence
 
 from .audio import TARGET_SR, probe_duration
 from .batching import make_batches
@@ -25,8 +25,9 @@ MIN_SAMPLES = 400  # 25 ms: one analysis frame
 
 def run_features(input_path: str, out_dir: str, *, audio_root: Optional[str] = None, allow_pipes: bool = True,
                  num_workers: int = -1, pipe_timeout: float = 300.0, part_size: int = 2000,
-                 log: Callable[[str], None] = print) -> RunSummary:
-    """Prosody features of every utterance of ``input_path`` into ``out_dir``; returns the counts."""
+                 log: Callable[[str], None] = print, features: Sequence[str] = ("prosody",)) -> RunSummary:
+    """Features (``features``: prosody, egemaps) of every utterance of ``input_path`` into
+    ``out_dir``; returns the counts."""
     t0 = time.time()
     corpus = read_corpus(input_path, audio_root=audio_root, allow_pipes=allow_pipes)
     if corpus.n_input == 0:
@@ -36,16 +37,17 @@ def run_features(input_path: str, out_dir: str, *, audio_root: Optional[str] = N
     check_claimable(Path(out_dir))
     with OutputLock(out_dir, command=["batchser", "features", str(input_path)], log=log):
         return _features(corpus, out_dir, t0=t0, num_workers=num_workers, pipe_timeout=pipe_timeout,
-                         part_size=part_size)
+                         part_size=part_size, features=tuple(features))
 
 
-def _features(corpus, out_dir: str, *, t0: float, num_workers: int, pipe_timeout: float, part_size: int) -> RunSummary:
+def _features(corpus, out_dir: str, *, t0: float, num_workers: int, pipe_timeout: float, part_size: int,
+              features: Sequence[str]) -> RunSummary:
     with_ref = any(u.ref_label for u in corpus.utterances)
-    writer = features_writer(out_dir, with_ref=with_ref, part_size=part_size)
+    writer = features_writer(out_dir, with_ref=with_ref, part_size=part_size, features=features)
     todo, n_err, n_skip = settle_read_errors(corpus, writer)
     s = RunSummary(n_input=corpus.n_input, n_errors=n_err, n_skipped=n_skip)
     batches = make_batches([probe_duration(u) for u in todo], BATCH_SECONDS, MAX_BATCH)
-    loader = make_loader(todo, batches, pipe_timeout=pipe_timeout, min_samples=MIN_SAMPLES, features=True,
+    loader = make_loader(todo, batches, pipe_timeout=pipe_timeout, min_samples=MIN_SAMPLES, features=features,
                          num_decoders=decoder_count(num_workers))
     try:
         for items in loader:
@@ -64,7 +66,8 @@ def _features(corpus, out_dir: str, *, t0: float, num_workers: int, pipe_timeout
     finally:
         writer.flush()
     writer.ensure_errors_part()
-    write_explanations(out_dir, table=layout.FEATURES)
+    if "prosody" in features:
+        write_explanations(out_dir, table=layout.FEATURES)
     inputs = {u.utt_id for u in corpus.utterances} | {e.utt_id for e in corpus.errors}
     s.n_failed_total = len(committed_ids(out_dir, layout.FEATURES)[1] & inputs)
     s.wall_seconds = time.time() - t0

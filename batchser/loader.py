@@ -18,6 +18,27 @@ from .audio import PIPE_MAX_BYTES, AudioError, cache_recording, decode_utterance
 from .corpus import AudioSource, Utterance
 from .procs import child_init
 
+FEATURE_SETS = ("prosody", "egemaps")  # --features: interpretable columns computed by the decoders
+
+
+def parse_feature_sets(spec) -> Tuple[str, ...]:
+    """``"prosody"``, ``"egemaps"``, ``"prosody,egemaps"`` (or a sequence) -> the sets in
+    FEATURE_SETS order; None/"" -> (). Raises ValueError for an unknown set."""
+    if not spec:
+        return ()
+    items = spec.split(",") if isinstance(spec, str) else list(spec)
+    names = {str(i).strip() for i in items if str(i).strip()}
+    bad = sorted(names - set(FEATURE_SETS))
+    if bad:
+        raise ValueError(f"--features {','.join(bad)}: unknown feature set (choose from {', '.join(FEATURE_SETS)}, "
+                         "or several joined by ',')")
+    return tuple(s for s in FEATURE_SETS if s in names)
+
+
+def feature_spec(sets: Sequence[str]) -> Optional[str]:
+    """The canonical ``--features`` value of ``sets`` (what settings.json records)."""
+    return ",".join(parse_feature_sets(list(sets))) or None
+
 
 def default_decoders(device: str = "cpu", n_devices: int = 1) -> int:
     """Decoder processes per device process when ``--num-workers`` is -1.
@@ -61,10 +82,11 @@ class DecodeDataset:
     returned instead, so one bad file never stops a run.
     """
 
-    def __init__(self, utts: Sequence[Utterance], *, pipe_timeout: float, min_samples: int, features: bool = False,
+    def __init__(self, utts: Sequence[Utterance], *, pipe_timeout: float, min_samples: int,
+                 features: Sequence[str] = (),
                  pipe_max_bytes: int = PIPE_MAX_BYTES, shared_memory: bool = False):
         self.utts, self.pipe_timeout, self.min_samples = utts, pipe_timeout, min_samples
-        self.features, self.pipe_max_bytes = features, pipe_max_bytes
+        self.features, self.pipe_max_bytes = tuple(features), pipe_max_bytes
         self.shared_memory = shared_memory
 
     def __len__(self) -> int:
@@ -78,13 +100,15 @@ class DecodeDataset:
         except Exception as e:  # a decoder bug must not stop the run either
             return Item(i, None, _message(u, e))
         feats = None
-        if self.features:
-            from .prosody import prosody
-
+        for name in self.features:
             try:
-                feats = prosody(d.wave)
+                if name == "prosody":
+                    from .prosody import prosody as compute
+                else:
+                    from .egemaps import egemaps as compute
+                feats = {**(feats or {}), **compute(d.wave)}
             except Exception as e:
-                return Item(i, None, f"{u.utt_id} ({u.where}): prosody features failed: {type(e).__name__}: {e}")
+                return Item(i, None, f"{u.utt_id} ({u.where}): {name} features failed: {type(e).__name__}: {e}")
         wave = d.wave
         if self.shared_memory:  # torch sends tensors between processes through shared memory, not a pipe
             import torch
@@ -113,7 +137,7 @@ class _Batches:
 
 
 def make_loader(utts: Sequence[Utterance], batches: List[List[int]], *, pipe_timeout: float, min_samples: int,
-                features: bool, num_decoders: int, pipe_max_bytes: int = PIPE_MAX_BYTES):
+                features: Sequence[str], num_decoders: int, pipe_max_bytes: int = PIPE_MAX_BYTES):
     """An iterable of batches, each a list of :class:`Item`, in ``batches`` order.
 
     Decoders die with their parent and take their pipe commands with them (``procs.child_init``).

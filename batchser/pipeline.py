@@ -15,7 +15,7 @@ from .audio import TARGET_SR, probe_duration
 from .batching import make_batches
 from .config import RunConfig, RunStopped, RunSummary
 from .corpus import Corpus, Utterance
-from .loader import decoder_count, make_loader
+from .loader import decoder_count, make_loader, parse_feature_sets
 from .models.base import Backend
 from .policy import batch_limits
 from .store import OutputWriter, PartWriter, prediction_columns, utterance_row
@@ -104,7 +104,7 @@ def process(backend: Backend, writer: OutputWriter, todo: List[Utterance], *, cf
     batches = make_batches([probe_duration(u) for u in todo], batch_seconds, max_batch)
     max_samples = int(cfg.max_seconds * TARGET_SR)
     loader = make_loader(todo, batches, pipe_timeout=cfg.pipe_timeout, min_samples=backend.min_samples,
-                         features=cfg.features == "prosody",
+                         features=parse_feature_sets(cfg.features),
                          num_decoders=decoder_count(cfg.num_workers, device, n_devices),
                          pipe_max_bytes=int(cfg.pipe_max_mb * (1 << 20)))
     s = summary if summary is not None else RunSummary()

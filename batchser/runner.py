@@ -18,7 +18,7 @@ from .audio import TARGET_SR
 from .config import RunConfig, RunStopped, RunSummary
 from .corpus import Corpus, CorpusError, ReadError, Utterance, open_corpus
 from .idtable import IdTable, IdTableBuilder
-from .loader import cache_shared_recordings, decoder_count
+from .loader import cache_shared_recordings, decoder_count, feature_spec, parse_feature_sets
 from .pipeline import Processed, process, settle_read_errors
 from .progress import Progress
 from .policy import batch_limits, parse_devices, resolve_dtype
@@ -119,6 +119,12 @@ def run(cfg: RunConfig, log: Log = print) -> RunSummary:
         Interrupted / KeyboardInterrupt: a signal stopped it after committing what it held.
     """
     t0 = time.time()
+    sets = parse_feature_sets(cfg.features)  # an unknown set, or egemaps without opensmile: before anything runs
+    if "egemaps" in sets:
+        from .egemaps import columns
+
+        columns()
+    cfg.features = feature_spec(sets)
     shard = parse_shard(cfg.shard, cfg.num_shards, cfg.shard_index)
     top = Path(cfg.out)
     check_claimable(top)  # touches nothing: a foreign directory is refused before any write
@@ -216,7 +222,7 @@ def _run_locked(cfg: RunConfig, stream, chunks: Iterator[Corpus], shard: Optiona
     writer_args = dict(labels=labels, model_id=info.id, emb_dtype=cfg.emb_dtype,
                        frames=cfg.granularity == "frame", with_ref=with_ref, part_size=cfg.part_size,
                        settings=run_settings(cfg, info, labels, dtype, backend.head_kind), npy_layout=cfg.npy_layout,
-                       prosody=cfg.features == "prosody", timeline=cfg.timeline is not None,
+                       features=parse_feature_sets(cfg.features), timeline=cfg.timeline is not None,
                        head_kind=backend.head_kind)
     writer = OutputWriter(out, **writer_args)  # refuses a directory made with other settings
     if cfg.retry_errors:
@@ -326,7 +332,7 @@ def _finish(cfg: RunConfig, out: Path, writer: OutputWriter, s: RunSummary, *, s
             "run the same command again to resume")
     try:
         writer.ensure_errors_part()  # errors/*.parquet always matches, with the full schema
-        if cfg.features == "prosody":
+        if "prosody" in parse_feature_sets(cfg.features):
             write_explanations(out)
         writer.write_manifest(run_manifest(
             cfg=cfg, summary=s, status=status, corpus=stream, warnings=warnings[:MAX_WARNINGS_KEPT],

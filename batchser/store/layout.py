@@ -79,15 +79,14 @@ BASE_FIELDS = [("utt_id", pa.string()), ("rec_id", pa.string()), ("spk", pa.stri
 
 
 def labels_schema(labels: Sequence[str], *, frames: bool, with_ref: bool, per_utt: bool = False,
-                  prosody: bool = False, head_kind: str = "single_label") -> pa.Schema:
+                  features: Sequence[str] = (), head_kind: str = "single_label") -> pa.Schema:
     fields = BASE_FIELDS + prediction_fields(labels, head_kind)
     fields += [("model", pa.string()), ("emb_file", pa.string()), ("emb_row", pa.int64())]
     if frames:
         fields += [("frame_file", pa.string()), ("frame_offset", pa.int64()), ("frame_count", pa.int64())]
     if per_utt:
         fields += [("npy_file", pa.string())]
-    if prosody:
-        fields += prosody_fields()
+    fields += feature_fields(features)
     if with_ref:
         fields += [("ref_label", pa.string())]
     return pa.schema(fields)
@@ -100,9 +99,19 @@ def timeline_schema(labels: Sequence[str], head_kind: str = "single_label") -> p
     return pa.schema(fields + prediction_fields(labels, head_kind))
 
 
-def features_schema(*, with_ref: bool) -> pa.Schema:
-    """``batchser features``: where the utterance is, its prosody columns, its reference label."""
-    return pa.schema(BASE_FIELDS + prosody_fields() + ([("ref_label", pa.string())] if with_ref else []))
+def features_schema(*, with_ref: bool, features: Sequence[str] = ("prosody",)) -> pa.Schema:
+    """``batchser features``: where the utterance is, its feature columns, its reference label."""
+    return pa.schema(BASE_FIELDS + feature_fields(features) + ([("ref_label", pa.string())] if with_ref else []))
+
+
+def feature_fields(features: Sequence[str]):
+    """The columns of the feature sets (``--features``): prosody's, then eGeMAPS' 88."""
+    fields = prosody_fields() if "prosody" in features else []
+    if "egemaps" in features:
+        from ..egemaps import columns
+
+        fields += [(c, pa.float64()) for c in columns()]
+    return fields
 
 
 def prosody_fields():

@@ -240,7 +240,7 @@ class OutputWriter(PartWriter):
     def __init__(self, out_dir: str | os.PathLike, labels: Sequence[str], model_id: str, *,
                  emb_dtype: str = "float32", frames: bool = False, with_ref: bool = False,
                  part_size: int = 2000, settings: Optional[Dict] = None, npy_layout: str = "parts",
-                 namespace: Optional[str] = None, prosody: bool = False, timeline: bool = False,
+                 namespace: Optional[str] = None, features: Sequence[str] = (), timeline: bool = False,
                  head_kind: str = "single_label"):
         self.labels = list(labels)
         self.timeline = timeline
@@ -253,7 +253,7 @@ class OutputWriter(PartWriter):
         arrays = (layout.EMBEDDINGS,) + ((layout.FRAMES,) if frames else ()) + ((layout.TIMELINE,) if timeline else ())
         super().__init__(out_dir, table=layout.LABELS, array_dirs=arrays, part_size=part_size,
                          schema=layout.labels_schema(self.labels, frames=frames, with_ref=with_ref,
-                                                     per_utt=self.per_utt, prosody=prosody, head_kind=head_kind),
+                                                     per_utt=self.per_utt, features=features, head_kind=head_kind),
                          settings=settings or {}, namespace=namespace)
         if self.per_utt:
             (self.out / layout.NPY).mkdir(exist_ok=True)
@@ -307,7 +307,9 @@ class OutputWriter(PartWriter):
         self._emb, self._frames, self._windows = [], [], []
 
 
-def features_writer(out_dir: str | os.PathLike, *, with_ref: bool, part_size: int = 2000) -> PartWriter:
-    """``batchser features``: the features table (no model, no embeddings) and errors."""
-    return PartWriter(out_dir, table=layout.FEATURES, schema=layout.features_schema(with_ref=with_ref),
-                      part_size=part_size)
+def features_writer(out_dir: str | os.PathLike, *, with_ref: bool, part_size: int = 2000,
+                    features: Sequence[str] = ("prosody",)) -> PartWriter:
+    """``batchser features``: the features table (no model, no embeddings) and errors; a re-run
+    with other feature sets is refused (settings.json)."""
+    return PartWriter(out_dir, table=layout.FEATURES, schema=layout.features_schema(with_ref=with_ref, features=features),
+                      part_size=part_size, settings={"features": ",".join(features)} if tuple(features) != ("prosody",) else None)
