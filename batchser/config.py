@@ -33,6 +33,7 @@ class RunConfig:
     part_size: int = 2000
     vad: Optional[object] = None  # batchser.vad.VadOptions: segment recordings first (run --vad)
     fe_options: Optional[Dict[str, Any]] = None  # --fe-option: keywords for every feature-extractor call
+    heads: List[str] = field(default_factory=list)  # --head DIR: trained heads applied to each embedding
     threshold: Optional[float] = None  # multi-label heads: the classes scoring at least this are the label
     timeline: Optional[object] = None  # batchser.timeline.TimelineOptions: scores of windows over time
     chunk_size: int = 100_000  # utterances read, sorted by length and bucketed together (memory ~1 KB each)

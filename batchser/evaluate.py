@@ -100,6 +100,26 @@ def metrics(y_true: Sequence[str], y_pred: Sequence[str]) -> Dict:
     return {"n": n, "WA": wa, "UA": ua, "macro_f1": macro, "weighted_f1": weighted, "per_class": per}
 
 
+def reference_labels(res, df, ref: Optional[str] = None) -> Dict[str, str]:
+    """utt -> reference label: ``ref`` (an utt2emo file), else the run's own (its ref_label
+    column, and the utt2emo of its data dir for the utterances in errors/)."""
+    if ref:
+        return read_ref_file(ref)
+    if "ref_label" in df.columns:
+        refs = {u: r for u, r in zip(df.utt_id, df.ref_label) if r is not None}
+        # errored utterances lost their reference column: take it from the run's data dir (its
+        # absolute path is in the manifest, so this works from any working directory)
+        data_dir = (res.manifest.get("input") or {}).get("data_dir")
+        if data_dir is None:  # a directory written before the manifest kept absolute paths
+            inp = res.manifest.get("config", {}).get("input")
+            data_dir = (inp if Path(inp).is_dir() else str(Path(inp).parent)) if inp else None
+        cand = Path(data_dir) / "utt2emo" if data_dir else None
+        if cand is not None and cand.exists():
+            refs = {**read_ref_file(str(cand)), **refs}
+        return refs
+    raise ValueError("no reference labels: pass --ref utt2emo (or run with an utt2emo in the data dir)")
+
+
 def read_dim_file(path: str, names: Optional[Sequence[str]] = None) -> Tuple[List[str], Dict[str, np.ndarray]]:
     """A Kaldi-style table of dimensional references, ``utt arousal valence dominance``.
 
@@ -251,21 +271,7 @@ def evaluate(out_dir: str, ref: Optional[str] = None, label_map: Optional[str] =
         cls = [c for c in df.columns if c.startswith("score_")]
         df = df.assign(label=np.array([c[len("score_"):] for c in cls])[df[cls].to_numpy().argmax(1)])
     mapping = read_label_map(label_map)
-    if ref:
-        refs = read_ref_file(ref)
-    elif "ref_label" in df.columns:
-        refs = {u: r for u, r in zip(df.utt_id, df.ref_label) if r is not None}
-        # errored utterances lost their reference column: take it from the run's data dir (its
-        # absolute path is in the manifest, so this works from any working directory)
-        data_dir = (res.manifest.get("input") or {}).get("data_dir")
-        if data_dir is None:  # a directory written before the manifest kept absolute paths
-            inp = res.manifest.get("config", {}).get("input")
-            data_dir = (inp if Path(inp).is_dir() else str(Path(inp).parent)) if inp else None
-        cand = Path(data_dir) / "utt2emo" if data_dir else None
-        if cand is not None and cand.exists():
-            refs = {**read_ref_file(str(cand)), **refs}
-    else:
-        raise ValueError("no reference labels: pass --ref utt2emo (or run with an utt2emo in the data dir)")
+    refs = reference_labels(res, df, ref)
     if not df.empty and df.label.isna().all():
         raise ValueError(f"{out_dir} has no predicted labels (an embedding-only model?)")
     pred = {u: l for u, l in zip(df.utt_id, df.label)} if not df.empty else {}

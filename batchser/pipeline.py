@@ -108,6 +108,11 @@ def process(backend: Backend, writer: OutputWriter, todo: List[Utterance], *, cf
                          num_decoders=decoder_count(cfg.num_workers, device, n_devices),
                          pipe_max_bytes=int(cfg.pipe_max_mb * (1 << 20)))
     s = summary if summary is not None else RunSummary()
+    heads = []
+    if cfg.heads:  # --head: trained heads on each utterance's embedding (checked against the model by the runner)
+        from .heads import load_heads
+
+        heads = load_heads(cfg.heads)
     budget = MemoryBudget()
     s.oom_backoffs = budget.events
     clock = time.perf_counter
@@ -173,6 +178,11 @@ def process(backend: Backend, writer: OutputWriter, todo: List[Utterance], *, cf
                 frs.append(r.frames)
                 s.audio_seconds += dur
                 s.n_windowed += r.windows > 1
+            if rows and heads:
+                e = np.stack(embs)
+                for h in heads:
+                    for row, cols in zip(rows, h.columns(h.predict(e))):
+                        row.update(cols)
             if rows:
                 writer.add(rows, np.stack(embs), frs if frames else None,
                            windows=wins if cfg.timeline is not None else None)

@@ -76,10 +76,24 @@ def _load_model(cfg: RunConfig, devices: List[str], dtype: str, log: Log):
                          f"(windows need at least {backend.min_samples / TARGET_SR:.3f} s)")
     if cfg.timeline is not None:
         _check_timeline(cfg, backend)
+    if cfg.heads:  # a head trained on another model's embeddings is refused before anything runs
+        from .heads import load_heads
+
+        for h in load_heads(cfg.heads):
+            h.check(model_sha256=backend.info.sha256, dim=backend.embed_dim, model_id=backend.info.id)
     if cfg.threshold is not None and backend.head_kind != "multi_label":
         raise ValueError(f"--threshold is for multi-label heads (a sigmoid per class); {backend.info.id} has a "
                          f"{backend.head_kind.replace('_', '-')} head")
     return backend
+
+
+def _head_columns(cfg: RunConfig) -> List[Tuple[str, List[str]]]:
+    """(name, classes) of each --head, for the labels schema."""
+    if not cfg.heads:
+        return []
+    from .heads import load_heads
+
+    return [(h.name, h.labels) for h in load_heads(cfg.heads)]
 
 
 def _check_timeline(cfg: RunConfig, backend) -> None:
@@ -214,7 +228,8 @@ def _run_locked(cfg: RunConfig, stream, chunks: Iterator[Corpus], shard: Optiona
     info, labels, embed_dim, head_kind = backend.info, backend.labels, backend.embed_dim, backend.head_kind
 
     if cfg.overwrite:  # after every check: the run is known to go ahead
-        kept = clear_ours(out, keep=(layout.VAD,) if cfg.vad is not None else ())  # vad/: just made
+        # vad/: just made; heads/: trained heads are kept (a run may be applying one of them)
+        kept = clear_ours(out, keep=((layout.VAD,) if cfg.vad is not None else ()) + (layout.HEADS,))
         if kept:
             log(f"--overwrite: kept what batchser did not write in {out} ({len(kept)}): {', '.join(kept[:10])}"
                 + (", ..." if len(kept) > 10 else ""))
@@ -223,7 +238,7 @@ def _run_locked(cfg: RunConfig, stream, chunks: Iterator[Corpus], shard: Optiona
                        frames=cfg.granularity == "frame", with_ref=with_ref, part_size=cfg.part_size,
                        settings=run_settings(cfg, info, labels, dtype, backend.head_kind), npy_layout=cfg.npy_layout,
                        features=parse_feature_sets(cfg.features), timeline=cfg.timeline is not None,
-                       head_kind=backend.head_kind)
+                       head_kind=backend.head_kind, heads=_head_columns(cfg))
     writer = OutputWriter(out, **writer_args)  # refuses a directory made with other settings
     if cfg.retry_errors:
         writer.drop_errors()

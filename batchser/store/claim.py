@@ -48,6 +48,11 @@ _INSIDE = {
     layout.VAD: re.compile(r"^\.?(wav\.scp|segments|utt2spk|spk2utt|utt2dur|reco2dur|text|segment_errors|segment\.json)"
                            r"(\.tmp)?$"),
 }
+# folders of folders: heads/NAME/ (train-head), head_predictions/NAME/ (apply-head)
+_NESTED = {
+    layout.HEADS: re.compile(r"^\.?(head\.safetensors|head\.json|confusion\.png)(\.tmp)?$"),
+    layout.HEAD_PREDICTIONS: re.compile(r"^\.?(part-[A-Za-z0-9-]+\.parquet|source\.json)(\.tmp)?$"),
+}
 _FILES = re.compile(r"^\.?(settings\.json|manifest\.json|explanations\.parquet|summary_by_\w+\.(parquet|png))(\.tmp)?$")
 
 
@@ -67,6 +72,18 @@ def clear_ours(out: Path, keep: Sequence[str] = ()) -> List[str]:
                     f.unlink()
                 else:
                     kept.append(f"{name}/{f.name}")
+            _rmdir_if_empty(p)
+        elif p.is_dir() and not p.is_symlink() and name in _NESTED:
+            for d in sorted(p.iterdir()):
+                if not d.is_dir() or d.is_symlink():
+                    kept.append(f"{name}/{d.name}")
+                    continue
+                for f in sorted(d.iterdir()):
+                    if f.is_file() and _NESTED[name].match(f.name):
+                        f.unlink()
+                    else:
+                        kept.append(f"{name}/{d.name}/{f.name}")
+                _rmdir_if_empty(d)
             _rmdir_if_empty(p)
         elif p.is_dir() and not p.is_symlink() and name == layout.SHARDS:
             for d in sorted(p.iterdir()):

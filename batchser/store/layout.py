@@ -11,6 +11,8 @@ The contract (also in the README)::
                                        part of the same name, in recording time
     OUT/features/part-NNNNN.parquet    (batchser features) prosody columns, no model
     OUT/explanations.parquet           (prosody) each utterance relative to its speaker
+    OUT/heads/NAME/                    (train-head) a trained head: head.safetensors, head.json, confusion.png
+    OUT/head_predictions/NAME/part-NNNNN.parquet  (apply-head) the head on the labels part of the same name
     OUT/settings.json                  what changes results: resuming with other values is refused
     OUT/manifest.json                  what ran, how long, with which versions
     OUT/shards/shard-IIII-of-NNNN/     one complete output directory per array task
@@ -29,6 +31,7 @@ import pyarrow as pa
 LABELS, EMBEDDINGS, FRAMES, NPY, ERRORS, FEATURES = "labels", "embeddings", "frames", "npy", "errors", "features"
 SETTINGS, MANIFEST, EXPLANATIONS = "settings.json", "manifest.json", "explanations.parquet"
 SHARDS, CACHE, EVAL, VAD, TIMELINE = "shards", ".cache", "eval", "vad", "timeline"
+HEADS, HEAD_PREDICTIONS = "heads", "head_predictions"  # train-head's heads/NAME/, apply-head's tables
 
 # part-00012.parquet, or part-d1-00012.parquet in a namespace (one per device process / shard)
 PART_RE = re.compile(r"^part-(?:(?P<ns>[A-Za-z0-9]+)-)?(?P<n>\d{5,})\.(?:parquet|npy)$")
@@ -79,7 +82,8 @@ BASE_FIELDS = [("utt_id", pa.string()), ("rec_id", pa.string()), ("spk", pa.stri
 
 
 def labels_schema(labels: Sequence[str], *, frames: bool, with_ref: bool, per_utt: bool = False,
-                  features: Sequence[str] = (), head_kind: str = "single_label") -> pa.Schema:
+                  features: Sequence[str] = (), head_kind: str = "single_label",
+                  heads: Sequence = ()) -> pa.Schema:
     fields = BASE_FIELDS + prediction_fields(labels, head_kind)
     fields += [("model", pa.string()), ("emb_file", pa.string()), ("emb_row", pa.int64())]
     if frames:
@@ -87,6 +91,8 @@ def labels_schema(labels: Sequence[str], *, frames: bool, with_ref: bool, per_ut
     if per_utt:
         fields += [("npy_file", pa.string())]
     fields += feature_fields(features)
+    for name, classes in heads:  # run --head: a trained head's prediction beside the model's own
+        fields += head_fields(name, classes)
     if with_ref:
         fields += [("ref_label", pa.string())]
     return pa.schema(fields)
@@ -97,6 +103,16 @@ def timeline_schema(labels: Sequence[str], head_kind: str = "single_label") -> p
     fields = [("utt_id", pa.string()), ("rec_id", pa.string()), ("spk", pa.string()), ("window", pa.int32()),
               ("start", pa.float64()), ("end", pa.float64())]
     return pa.schema(fields + prediction_fields(labels, head_kind))
+
+
+def head_fields(name: str, classes: Sequence[str]):
+    """``head_<name>_label``, ``head_<name>_score`` (the top class), ``head_<name>_score_<class>``."""
+    return ([(f"head_{name}_label", pa.string()), (f"head_{name}_score", pa.float32())]
+            + [(f"head_{name}_score_{c}", pa.float32()) for c in classes])
+
+
+def head_predictions_schema(name: str, classes: Sequence[str]) -> pa.Schema:
+    return pa.schema([("utt_id", pa.string())] + head_fields(name, classes))
 
 
 def features_schema(*, with_ref: bool, features: Sequence[str] = ("prosody",)) -> pa.Schema:

@@ -27,6 +27,10 @@ def run_settings(cfg, info, labels: List[str], dtype: str, head_kind: str = "sin
         extra["head_kind"] = head_kind
     if getattr(cfg, "threshold", None) is not None:
         extra["threshold"] = cfg.threshold
+    if getattr(cfg, "heads", None):
+        from ..heads import load_heads
+
+        extra["heads"] = [{"name": h.name, "weights_sha256": h.meta.get("weights_sha256")} for h in load_heads(cfg.heads)]
     if getattr(cfg, "fe_options", None):
         extra["fe_options"] = dict(sorted(cfg.fe_options.items()))
     return {**extra,
@@ -89,5 +93,6 @@ def run_manifest(*, cfg, info, labels: List[str], head_kind: str, embed_dim: Opt
         "oom_backoffs": s.oom_backoffs,
         "batch_seconds": batch_seconds, "max_batch_size": max_batch_size,
         "device_failures": failures,
+        "heads": [str(Path(h).resolve()) for h in getattr(cfg, "heads", None) or []],
         "shard": {"index": shard.index, "count": shard.count} if shard else None,
     }

@@ -73,6 +73,21 @@ class Results:
             return pd.DataFrame({"utt_id": [], "rec_id": [], "spk": [], "window": [], "start": [], "end": []})
         return pa.concat_tables([pq.read_table(p) for p in parts]).to_pandas()
 
+    def head_predictions(self, name: str):
+        """``apply-head`` results of head ``name`` (utt_id + head_<name>_* columns), a DataFrame
+        (only parts of committed labels parts). Raises KeyError listing the heads applied."""
+        import pandas as pd
+        import pyarrow.parquet as pq
+
+        d = self.dir / layout.HEAD_PREDICTIONS / name
+        if not d.is_dir():
+            have = sorted(p.name for p in (self.dir / layout.HEAD_PREDICTIONS).glob("*") if p.is_dir()) \
+                if (self.dir / layout.HEAD_PREDICTIONS).is_dir() else []
+            raise KeyError(f"no predictions of a head {name!r} in {self.dir} (applied: {', '.join(have) or 'none'}); "
+                           "run `batchser apply-head OUT --head DIR`")
+        parts = [d / f"{p.stem}.parquet" for p in self._parts if (d / f"{p.stem}.parquet").exists()]
+        return pd.concat([pq.read_table(p).to_pandas() for p in parts], ignore_index=True) if parts else pd.DataFrame()
+
     @property
     def head_kind(self) -> str:
         """What the model's head gave: ``single_label`` (label + softmax ``score_*``),
