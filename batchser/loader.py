@@ -86,7 +86,9 @@ class DecodeDataset:
                  features: Sequence[str] = (),
                  pipe_max_bytes: int = PIPE_MAX_BYTES, shared_memory: bool = False):
         self.utts, self.pipe_timeout, self.min_samples = utts, pipe_timeout, min_samples
-        self.features, self.pipe_max_bytes = tuple(features), pipe_max_bytes
+        # a feature-set tuple; a bool (the older form) means prosody or nothing
+        self.features = ("prosody",) if features is True else tuple(features or ())
+        self.pipe_max_bytes = pipe_max_bytes
         self.shared_memory = shared_memory
 
     def __len__(self) -> int:
