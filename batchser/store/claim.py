@@ -67,23 +67,13 @@ def clear_ours(out: Path, keep: Sequence[str] = ()) -> List[str]:
         if name == LOCK_NAME or name in keep:
             continue
         if p.is_dir() and not p.is_symlink() and name in _INSIDE:
-            for f in sorted(p.iterdir()):
-                if f.is_file() and _INSIDE[name].match(f.name):
-                    f.unlink()
-                else:
-                    kept.append(f"{name}/{f.name}")
-            _rmdir_if_empty(p)
+            kept += _clear_files(p, _INSIDE[name], name)
         elif p.is_dir() and not p.is_symlink() and name in _NESTED:
             for d in sorted(p.iterdir()):
                 if not d.is_dir() or d.is_symlink():
                     kept.append(f"{name}/{d.name}")
                     continue
-                for f in sorted(d.iterdir()):
-                    if f.is_file() and _NESTED[name].match(f.name):
-                        f.unlink()
-                    else:
-                        kept.append(f"{name}/{d.name}/{f.name}")
-                _rmdir_if_empty(d)
+                kept += _clear_files(d, _NESTED[name], f"{name}/{d.name}")
             _rmdir_if_empty(p)
         elif p.is_dir() and not p.is_symlink() and name == layout.SHARDS:
             for d in sorted(p.iterdir()):
@@ -101,6 +91,19 @@ def clear_ours(out: Path, keep: Sequence[str] = ()) -> List[str]:
             p.unlink()
         else:
             kept.append(name)
+    return kept
+
+
+def _clear_files(d: Path, ours, shown: str) -> List[str]:
+    """Remove the files of ``d`` that match ``ours`` (then ``d`` if empty); return the others, as
+    ``shown/name``."""
+    kept = []
+    for f in sorted(d.iterdir()):
+        if f.is_file() and ours.match(f.name):
+            f.unlink()
+        else:
+            kept.append(f"{shown}/{f.name}")
+    _rmdir_if_empty(d)
     return kept
 
 
