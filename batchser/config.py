@@ -36,6 +36,7 @@ class RunConfig:
     heads: List[str] = field(default_factory=list)  # --head DIR: trained heads applied to each embedding
     threshold: Optional[float] = None  # multi-label heads: the classes scoring at least this are the label
     timeline: Optional[object] = None  # batchser.timeline.TimelineOptions: scores of windows over time
+    asr: Optional[object] = None  # batchser.asr.AsrOptions: a transcript beside every prediction (--asr)
     chunk_size: int = 100_000  # utterances read, sorted by length and bucketed together (memory ~1 KB each)
     shard: Optional[str] = None  # "I/N" or "auto" (array-job environment)
     num_shards: Optional[int] = None
@@ -69,6 +70,7 @@ class RunSummary:
     loader_wait_seconds: float = 0.0
     model_seconds: float = 0.0
     write_seconds: float = 0.0
+    asr_seconds: float = 0.0  # --asr: the part of model_seconds spent transcribing
     warnings: List[str] = field(default_factory=list)  # found while decoding (the reader's are the corpus's)
     n_failed_total: int = 0  # input utterances in errors/ after the run, this run's and earlier runs'
     n_read_warnings: int = 0  # the reader's warnings (bad side-table lines, ignored duplicates, ...)

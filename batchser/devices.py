@@ -37,6 +37,11 @@ def _device_main(cfg: RunConfig, out: str, device: str, dtype: str, work_q, ns: 
 
         backend = load_backend(cfg.model, device=device, dtype=dtype, hub=cfg.hub, backend=cfg.backend,
                                fe_options=cfg.fe_options)
+        asr = None
+        if cfg.asr is not None:
+            from .asr import load_asr
+
+            asr = load_asr(cfg.asr, device=device, hub=cfg.hub)
         writer = OutputWriter(out, namespace=ns, **writer_args)
 
         def progress(n, secs):
@@ -48,7 +53,7 @@ def _device_main(cfg: RunConfig, out: str, device: str, dtype: str, work_q, ns: 
             with terminate_as_interrupt():
                 while (utts := work_q.get()) is not None:
                     n_batches += process(backend, writer, utts, cfg=cfg, device=device, with_ref=with_ref,
-                                         progress=progress, n_devices=n_devices, summary=summary).n_batches
+                                         progress=progress, n_devices=n_devices, summary=summary, asr=asr).n_batches
         finally:
             try:
                 writer.flush()  # commit what this share computed, whatever stopped it

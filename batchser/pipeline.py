@@ -79,6 +79,26 @@ def timeline_windows(backend: Backend, utts: List[Utterance], wavs: List[np.ndar
     return rows, errors, len(flat)
 
 
+def transcribe_items(asr, waves: List[np.ndarray], ids: List[str]) -> Tuple[List[Optional[object]], List[Optional[str]]]:
+    """``--asr``: one transcript per waveform, or the error of the one that failed (a failing
+    batch is run again one utterance at a time, so that one bad utterance never costs the others).
+    """
+    try:
+        return list(asr.transcribe(waves)), [None] * len(waves)
+    except (KeyboardInterrupt, MemoryError):
+        raise
+    except Exception as e:
+        if len(waves) == 1:
+            return [None], [f"{ids[0]}: speech recognition failed: {type(e).__name__}: {e}"]
+    out: List[Optional[object]] = []
+    errs: List[Optional[str]] = []
+    for w, i in zip(waves, ids):
+        t, e = transcribe_items(asr, [w], [i])
+        out += t
+        errs += e
+    return out, errs
+
+
 @dataclass
 class Processed:
     """What processing a list of utterances did (on one device, or added up over several)."""
@@ -92,12 +112,13 @@ class Processed:
 
 def process(backend: Backend, writer: OutputWriter, todo: List[Utterance], *, cfg: RunConfig, device: str,
             with_ref: bool, progress: Optional[Progress] = None, n_devices: int = 1,
-            summary: Optional[RunSummary] = None) -> Processed:
+            summary: Optional[RunSummary] = None, asr=None) -> Processed:
     """Decode, batch and run ``todo`` on one device (of ``n_devices`` running at once), writing
     through ``writer``.
 
     ``summary`` (new when not given) is filled as batches finish, so that a run stopped half
     way (a signal, a full disk) still reports what it did; the returned ``Processed`` holds it.
+    ``asr`` (``--asr``, a :class:`batchser.asr.AsrEngine`): the same waveforms transcribed too.
     """
     frames = cfg.granularity == "frame"
     batch_seconds, max_batch = batch_limits(device, cfg.batch_seconds, cfg.max_batch_size)
@@ -161,11 +182,27 @@ def process(backend: Backend, writer: OutputWriter, todo: List[Utterance], *, cf
                 dt = clock() - t_model
                 dt_model += dt
                 s.model_seconds += dt
+            texts: List[Optional[object]] = [None] * len(good)
+            asr_errs: List[Optional[str]] = [None] * len(good)
+            if asr is not None:  # the waveforms the emotion model took, transcribed in the engine's batches
+                t_asr = clock()
+                ok = [j for j, r in enumerate(results) if r.error is None and win_errs[j] is None]
+                tr, te = transcribe_items(asr, [good[j].wave for j in ok], [todo[good[j].index].utt_id for j in ok])
+                for j, t_, e_ in zip(ok, tr, te):
+                    texts[j], asr_errs[j] = t_, e_
+                dt = clock() - t_asr
+                dt_model += dt
+                s.model_seconds += dt
+                s.asr_seconds += dt
             rows, embs, frs, wins = [], [], [], []
-            for it, r, wr_, we_ in zip(good, results, win_rows, win_errs):
+            for it, r, wr_, we_, tx, ae in zip(good, results, win_rows, win_errs, texts, asr_errs):
                 u = todo[it.index]
                 if r.error is not None or we_ is not None:
                     writer.add_error(u.utt_id, "model", f"{u.utt_id}: {r.error}" if r.error is not None else we_)
+                    s.n_errors += 1
+                    continue
+                if ae is not None:
+                    writer.add_error(u.utt_id, "asr", ae)
                     s.n_errors += 1
                     continue
                 if wr_ is not None:
@@ -173,6 +210,7 @@ def process(backend: Backend, writer: OutputWriter, todo: List[Utterance], *, cf
                 dur = len(it.wave) / TARGET_SR
                 rows.append({**utterance_row(u, dur, with_ref=with_ref, cut_short=it.cut_short),
                              **prediction_columns(backend.labels, r.scores, backend.head_kind, cfg.threshold),
+                             **({"text": tx.text, "language": tx.language} if asr is not None else {}),
                              **(it.features or {})})
                 embs.append(r.embedding)
                 frs.append(r.frames)

@@ -87,6 +87,19 @@ def _load_model(cfg: RunConfig, devices: List[str], dtype: str, log: Log):
     return backend
 
 
+def _load_asr(cfg: RunConfig, devices: List[str], log: Log):
+    """``--asr``: the speech recogniser (on the CPU in the parent of a multi-device run, which
+    needs only its metadata; each device process loads its own)."""
+    if cfg.asr is None:
+        return None
+    from .asr import load_asr
+
+    asr = load_asr(cfg.asr, device="cpu" if len(devices) > 1 else devices[0], hub=cfg.hub)
+    if asr.info.test_model:
+        log(f"note: {asr.info.path} is a random-weight TEST speech recogniser; its transcripts mean nothing")
+    return asr
+
+
 def _head_columns(cfg: RunConfig) -> List[Tuple[str, List[str]]]:
     """(name, classes) of each --head, for the labels schema."""
     if not cfg.heads:
@@ -226,6 +239,8 @@ def _run_locked(cfg: RunConfig, stream, chunks: Iterator[Corpus], shard: Optiona
     dtype = resolve_dtype(cfg.dtype, devices[0])
     backend = _load_model(cfg, devices, dtype, log)
     info, labels, embed_dim, head_kind = backend.info, backend.labels, backend.embed_dim, backend.head_kind
+    asr = _load_asr(cfg, devices, log)
+    asr_info = asr.info if asr is not None else None
 
     if cfg.overwrite:  # after every check: the run is known to go ahead
         # vad/: just made; heads/: trained heads are kept (a run may be applying one of them)
@@ -236,9 +251,10 @@ def _run_locked(cfg: RunConfig, stream, chunks: Iterator[Corpus], shard: Optiona
     with_ref = stream.with_ref
     writer_args = dict(labels=labels, model_id=info.id, emb_dtype=cfg.emb_dtype,
                        frames=cfg.granularity == "frame", with_ref=with_ref, part_size=cfg.part_size,
-                       settings=run_settings(cfg, info, labels, dtype, backend.head_kind), npy_layout=cfg.npy_layout,
-                       features=parse_feature_sets(cfg.features), timeline=cfg.timeline is not None,
-                       head_kind=backend.head_kind, heads=_head_columns(cfg))
+                       settings=run_settings(cfg, info, labels, dtype, backend.head_kind, asr_info=asr_info),
+                       npy_layout=cfg.npy_layout, features=parse_feature_sets(cfg.features),
+                       timeline=cfg.timeline is not None, head_kind=backend.head_kind, heads=_head_columns(cfg),
+                       asr=asr is not None)
     writer = OutputWriter(out, **writer_args)  # refuses a directory made with other settings
     if cfg.retry_errors:
         writer.drop_errors()
@@ -285,12 +301,12 @@ def _run_locked(cfg: RunConfig, stream, chunks: Iterator[Corpus], shard: Optiona
             for todo in todo_chunks():
                 nb = done.n_batches
                 done = process(backend, writer, todo, cfg=cfg, device=devices[0], with_ref=with_ref, progress=bar,
-                               summary=live)
+                               summary=live, asr=asr)
                 done.n_batches += nb
         else:
             from .devices import run_on_devices
 
-            del backend
+            del backend, asr
             done = run_on_devices(cfg, devices, out=str(out), dtype=dtype, chunks=_flushed(todo_chunks(), writer),
                                   writer_args=writer_args, with_ref=with_ref, on_progress=bar, log=log)
         status = "stopped" if done.failures else "complete"
@@ -311,7 +327,7 @@ def _run_locked(cfg: RunConfig, stream, chunks: Iterator[Corpus], shard: Optiona
                 manifest=dict(info=info, labels=labels, head_kind=head_kind, embed_dim=embed_dim, devices=devices, dtype=dtype,
                               n_batches=done.n_batches, batch_seconds=done.batch_seconds,
                               max_batch_size=done.max_batch_size, num_decoders=n_dec, failures=done.failures,
-                              shard=shard))
+                              shard=shard, asr_info=asr_info))
     if done.failures:
         raise RunStopped("device process failed; finished parts are kept, run again to resume:\n"
                          + "\n".join(done.failures))

@@ -251,6 +251,10 @@ WHISPER_SIZES: Dict[str, Dict[str, Any]] = {
     "large-v3": dict(d_model=1280, encoder_layers=32, encoder_attention_heads=20,
                      encoder_ffn_dim=5120, num_mel_bins=128, max_source_positions=1500,
                      decoder_layers=32, decoder_attention_heads=20, decoder_ffn_dim=5120),
+    # openai/whisper-tiny's dimensions (39 M parameters): benchmarks of the ASR engines
+    "openai-tiny": dict(d_model=384, encoder_layers=4, encoder_attention_heads=6, encoder_ffn_dim=1536,
+                        num_mel_bins=80, max_source_positions=1500, decoder_layers=4, decoder_attention_heads=6,
+                        decoder_ffn_dim=1536),
     "tiny": dict(d_model=64, encoder_layers=2, encoder_attention_heads=4, encoder_ffn_dim=128,
                  num_mel_bins=128, max_source_positions=1500, decoder_layers=1,
                  decoder_attention_heads=4, decoder_ffn_dim=128),
@@ -371,4 +375,92 @@ def make_w2v2_dim_dir(out: str | Path, seed: int = 0, size: str = "tiny") -> Pat
                                   return_attention_mask=True)
     Wav2Vec2Processor(feature_extractor=fe, tokenizer=Wav2Vec2CTCTokenizer(str(vocab))).save_pretrained(out)
     _write_marker(out, f"w2v2-dim (audEERING dimensional layout) size={size} seed={seed}")
+    return out
+
+
+def _bytes_to_unicode() -> Dict[int, str]:
+    """GPT-2's byte-level alphabet (Whisper's tokenizer uses it): printable bytes as themselves,
+    the others shifted past 255."""
+    bs = list(range(ord("!"), ord("~") + 1)) + list(range(ord("\xa1"), ord("\xac") + 1)) + list(range(ord("\xae"), 256))
+    cs, n = bs[:], 0
+    for b in range(256):
+        if b not in bs:
+            bs.append(b)
+            cs.append(256 + n)
+            n += 1
+    return dict(zip(bs, (chr(c) for c in cs)))
+
+
+def _whisper_tokenizer_files(out: Path, multilingual: bool):
+    """A Whisper tokenizer of the real kind (byte-level BPE, Whisper's special tokens in Whisper's
+    order: <|endoftext|>, <|startoftranscript|>, languages, tasks, <|notimestamps|>, timestamps),
+    with the 256 byte tokens as its whole text vocabulary: no download needed."""
+    import json
+
+    from transformers.models.whisper.tokenization_whisper import LANGUAGES
+
+    vocab = {ch: i for i, ch in enumerate(_bytes_to_unicode().values())}
+    vocab["<|endoftext|>"] = len(vocab)
+    (out / "vocab.json").write_text(json.dumps(vocab), encoding="utf-8")
+    (out / "merges.txt").write_text("#version: 0.2\n", encoding="utf-8")
+    langs = list(LANGUAGES) if multilingual else ["en"]
+    specials = (["<|startoftranscript|>"] + [f"<|{l}|>" for l in langs]
+                + ["<|translate|>", "<|transcribe|>", "<|startoflm|>", "<|startofprev|>", "<|nospeech|>",
+                   "<|notimestamps|>"])
+    stamps = [f"<|{i * 0.02:.2f}|>" for i in range(1501)]
+    return vocab, specials, stamps, langs
+
+
+def make_whisper_asr_dir(out: str | Path, size: str = "tiny", seed: int = 0, multilingual: bool = True,
+                         max_length: int = 32) -> Path:
+    """Write a random-weight ``WhisperForConditionalGeneration`` in the ``save_pretrained`` layout
+    of a real checkpoint: config, weights, generation config (languages, tasks, no-timestamps
+    token, suppressed tokens), tokenizer and feature extractor (a ``WhisperProcessor``).
+
+    ``max_length``: the generation config's limit on decoded tokens (random weights rarely
+    emit <|endoftext|>, so a short limit keeps tests quick; the reference pipeline obeys it too).
+    """
+    import torch
+    from transformers import (AddedToken, GenerationConfig, WhisperConfig, WhisperFeatureExtractor,
+                              WhisperForConditionalGeneration, WhisperProcessor, WhisperTokenizer)
+
+    if size not in WHISPER_SIZES:
+        raise ValueError(f"unknown whisper size {size!r}; choose from {sorted(WHISPER_SIZES)}")
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    vocab, specials, stamps, langs = _whisper_tokenizer_files(out, multilingual)
+    tok = WhisperTokenizer(str(out / "vocab.json"), str(out / "merges.txt"), unk_token="<|endoftext|>",
+                           bos_token="<|endoftext|>", eos_token="<|endoftext|>", pad_token="<|endoftext|>")
+    tok.add_special_tokens({"additional_special_tokens": [AddedToken(t, special=True, normalized=False) for t in specials]})
+    tok.add_tokens([AddedToken(t, special=False, normalized=False) for t in stamps])
+    ids = {t: tok.convert_tokens_to_ids(t) for t in specials + stamps[:1]}
+    eot, sot = vocab["<|endoftext|>"], ids["<|startoftranscript|>"]
+    dims = dict(WHISPER_SIZES[size])
+    dims["num_mel_bins"] = 80 if size == "tiny" else dims["num_mel_bins"]
+    n_vocab = len(tok)
+    # init_std 0.2 (transformers' default 0.02): a tiny random decoder then follows its input, so that
+    # different audio gives different transcripts (tests can see one input's text leak into another's)
+    cfg = WhisperConfig(**dims, vocab_size=n_vocab, max_target_positions=448, decoder_start_token_id=sot, init_std=0.2,
+                        bos_token_id=eot, eos_token_id=eot, pad_token_id=eot,
+                        begin_suppress_tokens=[vocab["Ġ"], eot], suppress_tokens=[])
+    # a random decoder would emit special and timestamp tokens as often as text: they are suppressed
+    # (real checkpoints list some tokens here too), so that transcripts are made of text
+    suppress = list(range(sot, n_vocab))
+    torch.manual_seed(seed)
+    model = WhisperForConditionalGeneration(cfg)
+    with torch.no_grad():  # a larger <|endoftext|> bias than random: transcripts end before the limit now and then
+        model.proj_out.weight[eot].mul_(4.0)
+    gc = GenerationConfig(
+        decoder_start_token_id=sot, bos_token_id=eot, eos_token_id=eot, pad_token_id=eot, max_length=max_length,
+        is_multilingual=multilingual, no_timestamps_token_id=ids["<|notimestamps|>"],
+        lang_to_id={f"<|{l}|>": ids[f"<|{l}|>"] for l in langs} if multilingual else {},
+        task_to_id={"transcribe": ids["<|transcribe|>"], "translate": ids["<|translate|>"]} if multilingual else {},
+        prev_sot_token_id=ids["<|startofprev|>"], begin_suppress_tokens=[vocab["Ġ"], eot], suppress_tokens=suppress,
+        max_initial_timestamp_index=50, alignment_heads=[[0, 0]], return_timestamps=False,
+        forced_decoder_ids=None)
+    model.generation_config = gc
+    model.save_pretrained(out)
+    fe = WhisperFeatureExtractor(feature_size=dims["num_mel_bins"])
+    WhisperProcessor(feature_extractor=fe, tokenizer=tok).save_pretrained(out)
+    _write_marker(out, f"whisper-asr size={size} seed={seed} multilingual={multilingual}")
     return out

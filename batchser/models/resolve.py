@@ -95,12 +95,13 @@ def _download(hub: str, repo_id: str, revision: Optional[str]) -> Path:
     return Path(ms_download(repo_id, revision=revision or "master"))
 
 
-def resolve_model(name: str, hub: str = "auto", revision: Optional[str] = None) -> ModelInfo:
-    """Find the model directory for ``name`` (downloading when needed and possible)."""
+def locate(name: str, hub: str = "auto", revision: Optional[str] = None) -> Tuple[str, Path, bool]:
+    """(id, directory, is_local) of ``name``: an existing local directory, else a hub id (or
+    alias) from the hub caches, else downloaded; fails at once, with the offline help, when
+    the hub cannot be reached."""
     p = Path(name).expanduser()
     if p.is_dir():
-        return ModelInfo(id=str(p.resolve()), path=str(p.resolve()), backend=detect_backend(p),
-                         test_model=(p / "BATCHSER_TEST_MODEL").exists())
+        return str(p.resolve()), p.resolve(), True
     if p.exists():
         raise ModelNotAvailable(f"--model {name!r} is a file; pass the model's directory")
     if os.sep in name and name.startswith((".", os.sep, "~")):
@@ -114,7 +115,14 @@ def resolve_model(name: str, hub: str = "auto", revision: Optional[str] = None) 
             path = _download(h, repo_id, revision)
         except Exception as e:  # hub clients raise many types
             raise ModelNotAvailable(f"downloading {repo_id!r} from {h} failed: {e}\n" + _offline_help(name)) from e
-    return ModelInfo(id=f"{h}:{repo_id}", path=str(path), backend=detect_backend(path), revision=revision)
+    return f"{h}:{repo_id}", Path(path), False
+
+
+def resolve_model(name: str, hub: str = "auto", revision: Optional[str] = None) -> ModelInfo:
+    """Find the model directory for ``name`` (downloading when needed and possible)."""
+    mid, path, local = locate(name, hub, revision)
+    return ModelInfo(id=mid, path=str(path), backend=detect_backend(path), revision=None if local else revision,
+                     test_model=local and (path / "BATCHSER_TEST_MODEL").exists())
 
 
 def detect_backend(path: Path) -> str:
@@ -137,7 +145,7 @@ def detect_backend(path: Path) -> str:
 def weights_sha256(path: str) -> Optional[str]:
     """Checksum of the weights file, recorded in the manifest."""
     d = Path(path)
-    for name in ("model.pt", "model.safetensors", "pytorch_model.bin"):
+    for name in ("model.pt", "model.safetensors", "pytorch_model.bin", "model.bin"):  # model.bin: CTranslate2
         f = d / name
         if f.exists():
             h = hashlib.sha256()

@@ -83,8 +83,10 @@ BASE_FIELDS = [("utt_id", pa.string()), ("rec_id", pa.string()), ("spk", pa.stri
 
 def labels_schema(labels: Sequence[str], *, frames: bool, with_ref: bool, per_utt: bool = False,
                   features: Sequence[str] = (), head_kind: str = "single_label",
-                  heads: Sequence = ()) -> pa.Schema:
+                  heads: Sequence = (), asr: bool = False) -> pa.Schema:
     fields = BASE_FIELDS + prediction_fields(labels, head_kind)
+    if asr:  # run --asr: the transcript (stripped) and its language (detected, given, or the model's only one)
+        fields += [("text", pa.string()), ("language", pa.string())]
     fields += [("model", pa.string()), ("emb_file", pa.string()), ("emb_row", pa.int64())]
     if frames:
         fields += [("frame_file", pa.string()), ("frame_offset", pa.int64()), ("frame_count", pa.int64())]

@@ -19,7 +19,7 @@ def versions() -> Dict[str, str]:
     return out
 
 
-def run_settings(cfg, info, labels: List[str], dtype: str, head_kind: str = "single_label") -> Dict:
+def run_settings(cfg, info, labels: List[str], dtype: str, head_kind: str = "single_label", asr_info=None) -> Dict:
     """What changes results: resuming a directory with anything else is refused (keys added
     later are left out at their default value, so older directories still resume)."""
     extra = {}
@@ -33,6 +33,8 @@ def run_settings(cfg, info, labels: List[str], dtype: str, head_kind: str = "sin
         extra["heads"] = [{"name": h.name, "weights_sha256": h.meta.get("weights_sha256")} for h in load_heads(cfg.heads)]
     if getattr(cfg, "fe_options", None):
         extra["fe_options"] = dict(sorted(cfg.fe_options.items()))
+    if asr_info is not None:  # --asr: the recogniser's weights and the options that change a transcript
+        extra["asr"] = {**cfg.asr.settings(), "model": asr_info.sha256 or asr_info.id, "engine": asr_info.engine}
     return {**extra,
         "model": info.sha256 or info.id, "backend": info.backend, "labels": labels,
         "dtype": dtype, "granularity": cfg.granularity, "emb_dtype": cfg.emb_dtype,
@@ -53,7 +55,8 @@ def device_name(device: str) -> str:
 
 def run_manifest(*, cfg, info, labels: List[str], head_kind: str, embed_dim: Optional[int], devices: List[str], dtype: str,
                  summary, status: str, corpus, warnings: List[str], warnings_total: int, totals: Dict[str, int],
-                 n_batches: int, batch_seconds, max_batch_size, num_decoders: int, failures: List[str], shard) -> Dict:
+                 n_batches: int, batch_seconds, max_batch_size, num_decoders: int, failures: List[str], shard,
+                 asr_info=None) -> Dict:
     """The manifest of one run (or one shard's run) into an output directory.
 
     ``status``: complete | interrupted (a signal) | stopped (a write failed, a device died).
@@ -85,7 +88,10 @@ def run_manifest(*, cfg, info, labels: List[str], head_kind: str, embed_dim: Opt
         "utterances_per_second": s.n_ok / s.wall_seconds if s.wall_seconds else None,
         "padding_efficiency": s.padding_efficiency,
         "time_split_seconds": {"waiting_for_audio": s.loader_wait_seconds, "model": s.model_seconds,
-                               "writing": s.write_seconds},
+                               "writing": s.write_seconds, "of_model_asr": s.asr_seconds},
+        "asr": ({"id": asr_info.id, "path": asr_info.path, "engine": asr_info.engine, "weights_sha256": asr_info.sha256,
+                 "test_model": asr_info.test_model, "multilingual": asr_info.multilingual,
+                 "options": asdict(cfg.asr), "seconds_this_run": s.asr_seconds} if asr_info is not None else None),
         "max_seconds": cfg.max_seconds, "utterances_in_windows": s.n_windowed,
         "timeline": ({"win": cfg.timeline.win, "hop": cfg.timeline.hop, "windows_this_run": s.n_timeline_windows}
                      if getattr(cfg, "timeline", None) is not None else None),

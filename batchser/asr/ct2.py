@@ -1,0 +1,130 @@
+"""CTranslate2 engine (a faster-whisper directory), equal to
+``faster_whisper.WhisperModel(DIR).transcribe(audio, beam_size=B, without_timestamps=True,
+condition_on_previous_text=False, temperature=0)`` per utterance, but batched.
+
+Why it can batch and stay equal: without timestamps and without conditioning on the previous
+text, faster-whisper's seek loop cuts an utterance's log-mel features (computed once over the
+whole utterance) into consecutive 30-s windows that do not depend on each other. So every window
+of every utterance in a batch is encoded and decoded together, with the reference's prompt,
+suppressed tokens and limits, and its no-speech rule applied per window (a window whose
+no-speech probability is above 0.6 and whose mean log-probability is not above -1 gives no
+text). Decoding is at temperature 0 only: faster-whisper's default fallback to sampling at
+higher temperatures is random, so batchser does not do it (documented in the README).
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Dict, List, Sequence, Tuple
+
+import numpy as np
+
+from .base import AsrInfo, AsrModelError, AsrOptions, Transcript
+
+NO_SPEECH_THRESHOLD = 0.6  # faster-whisper's defaults
+LOG_PROB_THRESHOLD = -1.0
+MAX_INITIAL_TIMESTAMP = 1.0
+
+
+def _device(device: str) -> Tuple[str, int]:
+    if device.startswith("cuda"):
+        return "cuda", int(device.split(":", 1)[1]) if ":" in device else 0
+    return "cpu", 0
+
+
+class Ct2Whisper:
+    """A faster-whisper model directory run in batches of windows."""
+
+    def __init__(self, path: Path, *, device: str, opts: AsrOptions, batch_size: int):
+        try:
+            from faster_whisper import WhisperModel
+        except ImportError as e:
+            raise AsrModelError(f"--asr {path} is a CTranslate2 (faster-whisper) model: pip install 'batchser[asr]' "
+                                "(faster-whisper)") from e
+        dev, index = _device(device)
+        # auto: the saved type on a GPU; float32 on a CPU (what CTranslate2 falls back to there, with a warning)
+        compute = ("default" if dev == "cuda" else "float32") if opts.dtype == "auto" else opts.dtype
+        try:
+            self.model = WhisperModel(str(path), device=dev, device_index=index, compute_type=compute)
+        except ValueError as e:  # an unsupported compute type on this device
+            raise AsrModelError(f"--asr-dtype {opts.dtype}: {e}") from e
+        except RuntimeError as e:
+            raise AsrModelError(f"--asr {path}: CTranslate2 cannot load it: {e}") from e
+        self.opts, self.batch_size = opts, batch_size
+        m = self.model
+        langs = list(m.supported_languages) if m.model.is_multilingual else ["en"]
+        self.info = AsrInfo(id=str(path), path=str(path), engine="ctranslate2",
+                            multilingual=bool(m.model.is_multilingual), languages=langs)
+        self._tokenizers: Dict[str, object] = {}
+
+    def _tokenizer(self, language: str):
+        from faster_whisper.tokenizer import Tokenizer
+
+        if language not in self._tokenizers:
+            self._tokenizers[language] = Tokenizer(self.model.hf_tokenizer, self.model.model.is_multilingual,
+                                                   task=self.opts.task or "transcribe", language=language)
+        return self._tokenizers[language]
+
+    def _encode(self, feats: List[np.ndarray]):
+        from faster_whisper.transcribe import get_ctranslate2_storage
+
+        return self.model.model.encode(get_ctranslate2_storage(np.ascontiguousarray(np.stack(feats))),
+                                       to_cpu=False)
+
+    def _languages(self, features: List[np.ndarray]) -> List[str]:
+        """faster-whisper's detection on each utterance's first 30 s (its language_detection_segments=1)."""
+        from faster_whisper.audio import pad_or_trim
+
+        out: List[str] = []
+        for i in range(0, len(features), self.batch_size):
+            batch = [pad_or_trim(f[:, :3000]) for f in features[i:i + self.batch_size]]
+            for res in self.model.model.detect_language(self._encode(batch)):
+                out.append(res[0][0][2:-2])
+        return out
+
+    def transcribe(self, waves: Sequence[np.ndarray]) -> List[Transcript]:
+        from faster_whisper.audio import pad_or_trim
+        from faster_whisper.transcribe import get_suppressed_tokens
+
+        fe = self.model.feature_extractor
+        features = [fe(np.asarray(w, dtype=np.float32)) for w in waves]
+        if self.info.multilingual and self.opts.language is None:
+            langs = self._languages(features)
+        else:
+            langs = [self.opts.language or "en"] * len(waves)
+        # every 30-s window of every utterance: (utterance, window index, features)
+        windows: List[Tuple[int, int, np.ndarray]] = []
+        for i, f in enumerate(features):
+            content = f.shape[-1] - 1  # faster-whisper drops the last frame
+            for k, seek in enumerate(range(0, content, fe.nb_max_frames)):
+                windows.append((i, k, pad_or_trim(f[:, seek:seek + min(fe.nb_max_frames, content - seek)])))
+        pieces: Dict[Tuple[int, int], str] = {}
+        by_lang: Dict[str, List[int]] = {}
+        for j, (i, _, _) in enumerate(windows):
+            by_lang.setdefault(langs[i], []).append(j)
+        for lang, js in by_lang.items():
+            tok = self._tokenizer(lang)
+            prompt = list(tok.sot_sequence) + [tok.no_timestamps]
+            suppress = get_suppressed_tokens(tok, [-1])
+            for b in range(0, len(js), self.batch_size):
+                group = js[b:b + self.batch_size]
+                enc = self._encode([windows[j][2] for j in group])
+                kw = {"beam_size": self.opts.beam_size, "patience": 1}
+                results = self.model.model.generate(
+                    enc, [prompt] * len(group), length_penalty=1, repetition_penalty=1, no_repeat_ngram_size=0,
+                    max_length=self.model.max_length, return_scores=True, return_no_speech_prob=True,
+                    suppress_blank=True, suppress_tokens=suppress,
+                    max_initial_timestamp_index=int(round(MAX_INITIAL_TIMESTAMP / self.model.time_precision)), **kw)
+                for j, r in zip(group, results):
+                    tokens = r.sequences_ids[0]
+                    n = len(tokens)
+                    avg_logprob = r.scores[0] * n / (n + 1)
+                    if r.no_speech_prob > NO_SPEECH_THRESHOLD and not avg_logprob > LOG_PROB_THRESHOLD:
+                        text = ""  # faster-whisper skips the window: no speech
+                    else:
+                        text = tok.decode(tokens)
+                    i, k, _ = windows[j]
+                    pieces[(i, k)] = text if text.strip() else ""
+        texts = ["" for _ in waves]
+        for (i, k) in sorted(pieces):
+            texts[i] += pieces[(i, k)]
+        return [Transcript(text=t.strip(), language=l) for t, l in zip(texts, langs)]
