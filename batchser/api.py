@@ -35,7 +35,8 @@ def run(inputs: Union[str, os.PathLike], *, out: Union[str, os.PathLike], log=No
     (``model``, ``device``, ``dtype``, ``shard``, ``features``, ...); ``vad=True`` (or a dict of
     :class:`batchser.vad.VadOptions` fields) segments long recordings first, as ``--vad``;
     ``timeline=(2, 1)`` (or ``"2,1"``) scores windows over time, as ``--timeline``
-    (read back with ``open_results(out).timeline``). Returns the run's summary.
+    (read back with ``open_results(out).timeline``); ``asr="tiny.en-offline"`` (or a dict of
+    :class:`batchser.asr.AsrOptions` fields) transcribes too, as ``--asr``. Returns the run's summary.
 
     Raises what the CLI turns into exit codes (CorpusError, ModelNotAvailable, RunStopped, ...).
     """
@@ -52,6 +53,10 @@ def run(inputs: Union[str, os.PathLike], *, out: Union[str, os.PathLike], log=No
         from .timeline import parse_timeline
 
         options["timeline"] = parse_timeline(options["timeline"])
+    if options.get("asr") is not None:
+        from .asr import as_options
+
+        options["asr"] = as_options(options["asr"])
     options.setdefault("progress", False)
     cfg = RunConfig(input=str(inputs), out=str(out), **options)
     return _run(cfg, log=log or (lambda *_: None))
@@ -77,12 +82,14 @@ class EmotionRecognizer:
             (as ``--threshold``).
         fe_options: keywords for every feature-extractor call of a transformers model
             (as ``--fe-option``, e.g. ``{"do_normalize": True}``).
+        asr: a speech recogniser too (as ``--asr``): a model name or directory, or a dict of
+            :class:`batchser.asr.AsrOptions` fields; adds ``text`` and ``language`` columns.
     """
 
     def __init__(self, model: str = "emotion2vec_plus_base", *, device: str = "auto", dtype: str = "auto",
                  hub: str = "auto", backend: str = "auto", batch_seconds: Optional[float] = None,
                  max_batch_size: Optional[int] = None, max_seconds: float = 600.0, long_audio: str = "window",
-                 threshold: Optional[float] = None, fe_options: Optional[dict] = None):
+                 threshold: Optional[float] = None, fe_options: Optional[dict] = None, asr=None):
         from .models import load_backend
 
         devices = parse_devices(device)
@@ -100,6 +107,11 @@ class EmotionRecognizer:
         self.batch_seconds, self.max_batch_size = batch_limits(self.device, batch_seconds, max_batch_size)
         self.max_seconds, self.long_audio = max_seconds, long_audio
         self.budget = MemoryBudget()
+        self.asr = None
+        if asr is not None:
+            from .asr import as_options, load_asr
+
+            self.asr = load_asr(as_options(asr), device=self.device, hub=hub)
 
     def _wave(self, x: Audio, i: int, sampling_rate: Optional[int]) -> np.ndarray:
         if isinstance(x, np.ndarray):
@@ -146,16 +158,20 @@ class EmotionRecognizer:
             res, _, _ = run_items(self.backend, [waves[i] for i in b], frames=frames,
                                   max_samples=int(self.max_seconds * TARGET_SR), long_audio=self.long_audio,
                                   budget=self.budget)
-            for i, r in zip(b, res):
+            texts = self.asr.transcribe([waves[i] for i in b]) if self.asr is not None else [None] * len(b)
+            for i, r, t in zip(b, res, texts):
                 if r.error is not None:
                     raise AudioError(f"input {i} ({names[i]}): {r.error}")
                 u = Utterance(utt_id=names[i], rec_id=names[i], source=AudioSource("file", ""))
                 rows[i] = {**utterance_row(u, len(waves[i]) / TARGET_SR, with_ref=False),
-                           **prediction_columns(self.labels, r.scores, self.head_kind, self.threshold)}
+                           **prediction_columns(self.labels, r.scores, self.head_kind, self.threshold),
+                           **({"text": t.text, "language": t.language} if t is not None else {})}
                 embs[i], frs[i] = r.embedding, r.frames
         u0 = Utterance(utt_id="", rec_id="", source=AudioSource("file", ""))
         columns = list({**utterance_row(u0, 0.0, with_ref=False), **prediction_columns(
             self.labels, np.ones(len(self.labels)) if self.labels else None, self.head_kind)})
+        if self.asr is not None:
+            columns += ["text", "language"]
         df = pd.DataFrame(rows, columns=columns)
         emb = np.stack(embs).astype(np.float32) if embs else np.zeros((0, self.backend.embed_dim), np.float32)
         return Prediction(df, emb, frs if frames else None)

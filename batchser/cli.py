@@ -219,7 +219,7 @@ def main() -> None:
 @click.option("--asr-beam-size", type=click.IntRange(min=1), default=1, show_default=True,
               help="Beam search width (1: greedy).")
 @click.option("--asr-batch-size", type=click.IntRange(min=1), default=None,
-              help="30-s windows per recogniser batch [default: 32 on CUDA, 8 on CPU].")
+              help="30-s windows per recogniser batch [default: 32 on CUDA, 4 on CPU].")
 @click.option("--asr-dtype", default="auto", show_default=True,
               help="transformers: float32, float16, bfloat16 (auto: as --dtype); CTranslate2: its compute type "
                    "(int8, int8_float16, float16, float32; auto: the model's own).")
@@ -732,14 +732,14 @@ def apply_head_cmd(out_dir, head_dir):
 @click.argument("out_dir", type=click.Path(file_okay=False))
 @click.option("--kind", type=click.Choice(["emotion2vec", "emotion2vec-nohead", "whisper", "wav2vec2",
                                           "wav2vec2-multilabel", "wav2vec2-regression", "w2v2-dim", "whisper-asr",
-                                          "whisper-asr-en"]),
+                                          "whisper-asr-en", "whisper-asr-ct2"]),
               default="emotion2vec", show_default=True,
               help="Architecture: emotion2vec+ (funasr layout); emotion2vec without classifier (like "
                    "emotion2vec_base); WhisperForAudioClassification; Wav2Vec2ForSequenceClassification with a "
                    "single-label, multi-label (sigmoid) or regression head (config problem_type); w2v2-dim: "
                    "audEERING's dimensional model layout (arousal, dominance, valence); whisper-asr(-en): a "
                    "multilingual (English-only) WhisperForConditionalGeneration with tokenizer and generation config, "
-                   "for --asr.")
+                   "for --asr; whisper-asr-ct2: that model converted to CTranslate2 (faster-whisper).")
 @click.option("--size", default="tiny", show_default=True,
               help="tiny (tests); emotion2vec: base, large; whisper: large-v3; w2v2-dim: large-robust-12.")
 @click.option("--seed", type=int, default=0, show_default=True)
@@ -753,6 +753,8 @@ def make_test_model(out_dir, kind, size, seed):
     try:
         if kind == "whisper":
             path = testmodels.make_whisper_classifier_dir(out_dir, size=size, seed=seed)
+        elif kind == "whisper-asr-ct2":
+            path = testmodels.make_whisper_ct2_dir(out_dir, size=size, seed=seed)
         elif kind.startswith("whisper-asr"):
             path = testmodels.make_whisper_asr_dir(out_dir, size=size, seed=seed, multilingual=kind == "whisper-asr")
         elif kind == "w2v2-dim":

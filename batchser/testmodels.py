@@ -462,5 +462,26 @@ def make_whisper_asr_dir(out: str | Path, size: str = "tiny", seed: int = 0, mul
     model.save_pretrained(out)
     fe = WhisperFeatureExtractor(feature_size=dims["num_mel_bins"])
     WhisperProcessor(feature_extractor=fe, tokenizer=tok).save_pretrained(out)
+    fe.save_pretrained(out)  # preprocessor_config.json, as hub checkpoints have it (CTranslate2's converter reads it)
     _write_marker(out, f"whisper-asr size={size} seed={seed} multilingual={multilingual}")
+    return out
+
+
+def make_whisper_ct2_dir(out: str | Path, size: str = "tiny", seed: int = 0) -> Path:
+    """A random-weight CTranslate2 (faster-whisper) directory: :func:`make_whisper_asr_dir`'s
+    model converted by CTranslate2's own converter (``ct2-transformers-converter``), with the
+    tokenizer and preprocessor files faster-whisper reads. Its random decoder emits timestamp
+    tokens, which exercises faster-whisper's segment splitting and seek rule."""
+    import tempfile
+
+    try:
+        from ctranslate2.converters import TransformersConverter
+    except ImportError as e:
+        raise ValueError("whisper-asr-ct2 needs ctranslate2 (pip install 'batchser[asr]')") from e
+    out = Path(out)
+    with tempfile.TemporaryDirectory() as tmp:
+        hf = make_whisper_asr_dir(Path(tmp) / "hf", size=size, seed=seed, multilingual=True)
+        TransformersConverter(str(hf), copy_files=["tokenizer.json", "preprocessor_config.json"]).convert(
+            str(out), force=True)
+    _write_marker(out, f"whisper-asr-ct2 size={size} seed={seed}")
     return out

@@ -336,3 +336,48 @@ def test_ravdess_wer_tiny_en(tmp_path, e2v_dir):
     m = evaluate_wer(str(out), ref_text=str(tmp_path / "ref"))
     assert m["n"] == 30 and m["wer"] < 0.05  # all 120: 0.6% (4 errors in 720 words)
     assert len(m["per_reference_emotion"]) >= 7
+
+
+def test_python_api_asr_equals_run(hf_asr_dirs, e2v_dir, tmp_path, make_corpus):
+    """EmotionRecognizer(asr=...).predict and batchser.run(asr=...) give the CLI run's text."""
+    import batchser
+
+    data = make_corpus({"u1": 1.0, "u2": 2.5, "u3": 0.8, "u4": 3.3})
+    out = tmp_path / "cli"
+    _run(data, "--out", out, "--model", e2v_dir, "--asr", hf_asr_dirs["multi"], "-q")
+    want = pd.read_parquet(out / "labels").set_index("utt_id").sort_index()
+    rec = batchser.EmotionRecognizer(model=str(e2v_dir), device="cpu", asr=str(hf_asr_dirs["multi"]),
+                                     max_batch_size=3)
+    files = [tmp_path / "wav" / f"{u}.wav" for u in want.index]
+    pred = rec.predict(files).labels.set_index("utt_id")
+    assert pred.text.tolist() == want.text.tolist() and pred.language.tolist() == want.language.tolist()
+    assert pred.label.tolist() == want.label.tolist()
+    api_out = tmp_path / "api"
+    batchser.run(data, out=api_out, model=str(e2v_dir), asr={"model": str(hf_asr_dirs["multi"]), "batch_size": 2})
+    got = pd.read_parquet(api_out / "labels").set_index("utt_id").sort_index()
+    assert got.text.tolist() == want.text.tolist()
+
+
+@needs_tiny
+def test_ct2_engine_follows_timestamps_and_seek(tmp_path):
+    """A random-weight CTranslate2 model (make-test-model --kind whisper-asr-ct2) emits timestamp
+    tokens: faster-whisper then splits segments, drops zero-length ones and moves its seek to the
+    last timestamp. Batched rounds of windows give its strings exactly (mixed lengths, one 45 s)."""
+    from faster_whisper import WhisperModel
+
+    from batchser.asr import AsrOptions, load_asr
+
+    p = subprocess.run(BATCHSER + ["make-test-model", str(tmp_path / "ct2"), "--kind", "whisper-asr-ct2"],
+                       capture_output=True, text=True)
+    assert p.returncode == 0, p.stderr
+    d = tmp_path / "ct2"
+    waves = [speechlike(int(16000 * s), seed=10 + i) for i, s in enumerate((1.2, 4.5, 2.0, 45.0, 0.6, 7.0))]
+    ref_model = WhisperModel(str(d), device="cpu", compute_type="float32")
+    ref = ["".join(s.text for s in ref_model.transcribe(w, beam_size=1, without_timestamps=True,
+                                                         condition_on_previous_text=False, temperature=0.0)[0]).strip()
+           for w in waves]
+    assert len(set(ref)) == len(ref)
+    for bs in (4, 1):
+        eng = load_asr(AsrOptions(model=str(d), batch_size=bs))
+        assert eng.info.test_model and eng.info.engine == "ctranslate2"
+        assert [t.text for t in eng.transcribe(waves)] == ref

@@ -27,3 +27,23 @@ def test_loading_emotion2vec_imports_only_its_funasr_modules_and_funasr_stays_us
     p = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True)
     assert p.returncode == 0, p.stderr[-3000:]
     assert "ok" in p.stdout and int(p.stdout.split("lean")[1].split()[0]) < 60
+
+
+def test_speaker_clustering_is_imported_only_when_used(e2v_dir):
+    """funasr's auto_model imports its clustering back-end (and scikit-learn, ~1.9 s) at import:
+    a run loads a stand-in instead; funasr's ClusterBackend still works when called, and an
+    import of that module afterwards gets the real one."""
+    code = textwrap.dedent(f"""
+        import sys
+        from batchser.models import load_backend
+        load_backend({str(e2v_dir)!r}, device="cpu", dtype="float32", hub="auto", backend="auto")
+        assert "sklearn" not in sys.modules, "scikit-learn was imported by a run"
+        import funasr.auto.auto_model as am
+        cb = am.ClusterBackend()
+        from funasr.models.campplus.cluster_backend import ClusterBackend
+        assert type(cb) is ClusterBackend and "sklearn" in sys.modules
+        print("ok")
+    """)
+    p = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True)
+    assert p.returncode == 0, p.stderr[-3000:]
+    assert "ok" in p.stdout

@@ -47,7 +47,18 @@ class AsrOptions:
         return d
 
 
-DEFAULT_BATCH = {"cpu": 8, "cuda": 32}
+DEFAULT_BATCH = {"cpu": 4, "cuda": 32}  # 30-s windows; CPU: measured best at 2-4 on 2 cores (bench_asr.py)
+
+
+def as_options(x) -> "AsrOptions":
+    """The Python API's ``asr=``: a model name, a dict of :class:`AsrOptions` fields, or options."""
+    if isinstance(x, AsrOptions):
+        return x
+    if isinstance(x, (str, Path)):
+        return AsrOptions(model=str(x))
+    if isinstance(x, dict):
+        return AsrOptions(**x)
+    raise TypeError(f"asr=: a model name or directory, a dict of AsrOptions fields, or AsrOptions; not {type(x).__name__}")
 
 
 @dataclass

@@ -2,13 +2,14 @@
 ``faster_whisper.WhisperModel(DIR).transcribe(audio, beam_size=B, without_timestamps=True,
 condition_on_previous_text=False, temperature=0)`` per utterance, but batched.
 
-Why it can batch and stay equal: without timestamps and without conditioning on the previous
-text, faster-whisper's seek loop cuts an utterance's log-mel features (computed once over the
-whole utterance) into consecutive 30-s windows that do not depend on each other. So every window
-of every utterance in a batch is encoded and decoded together, with the reference's prompt,
-suppressed tokens and limits, and its no-speech rule applied per window (a window whose
-no-speech probability is above 0.6 and whose mean log-probability is not above -1 gives no
-text). Decoding is at temperature 0 only: faster-whisper's default fallback to sampling at
+Why it can batch and stay equal: without previous-text conditioning, faster-whisper's seek loop
+takes an utterance's log-mel features (computed once over the whole utterance) 30 s at a time,
+and a window depends on the earlier ones only through where it starts (30 s on, or earlier when
+the model ended the window on timestamp tokens). So batchser runs that loop for all utterances at
+once: round k encodes and decodes every utterance's k-th window together, with the reference's
+prompt, suppressed tokens and limits, its no-speech rule (a window whose no-speech probability
+is above 0.6 and whose mean log-probability is not above -1 gives no text) and its own
+``_split_segments_by_timestamps`` for the text and the next seek. Decoding is at temperature 0 only: faster-whisper's default fallback to sampling at
 higher temperatures is random, so batchser does not do it (documented in the README).
 """
 from __future__ import annotations
@@ -85,46 +86,60 @@ class Ct2Whisper:
         from faster_whisper.audio import pad_or_trim
         from faster_whisper.transcribe import get_suppressed_tokens
 
-        fe = self.model.feature_extractor
+        fe, wm = self.model.feature_extractor, self.model
         features = [fe(np.asarray(w, dtype=np.float32)) for w in waves]
         if self.info.multilingual and self.opts.language is None:
             langs = self._languages(features)
         else:
             langs = [self.opts.language or "en"] * len(waves)
-        # every 30-s window of every utterance: (utterance, window index, features)
-        windows: List[Tuple[int, int, np.ndarray]] = []
-        for i, f in enumerate(features):
-            content = f.shape[-1] - 1  # faster-whisper drops the last frame
-            for k, seek in enumerate(range(0, content, fe.nb_max_frames)):
-                windows.append((i, k, pad_or_trim(f[:, seek:seek + min(fe.nb_max_frames, content - seek)])))
-        pieces: Dict[Tuple[int, int], str] = {}
-        by_lang: Dict[str, List[int]] = {}
-        for j, (i, _, _) in enumerate(windows):
-            by_lang.setdefault(langs[i], []).append(j)
-        for lang, js in by_lang.items():
-            tok = self._tokenizer(lang)
-            prompt = list(tok.sot_sequence) + [tok.no_timestamps]
-            suppress = get_suppressed_tokens(tok, [-1])
-            for b in range(0, len(js), self.batch_size):
-                group = js[b:b + self.batch_size]
-                enc = self._encode([windows[j][2] for j in group])
-                kw = {"beam_size": self.opts.beam_size, "patience": 1}
-                results = self.model.model.generate(
-                    enc, [prompt] * len(group), length_penalty=1, repetition_penalty=1, no_repeat_ngram_size=0,
-                    max_length=self.model.max_length, return_scores=True, return_no_speech_prob=True,
-                    suppress_blank=True, suppress_tokens=suppress,
-                    max_initial_timestamp_index=int(round(MAX_INITIAL_TIMESTAMP / self.model.time_precision)), **kw)
-                for j, r in zip(group, results):
-                    tokens = r.sequences_ids[0]
-                    n = len(tokens)
-                    avg_logprob = r.scores[0] * n / (n + 1)
-                    if r.no_speech_prob > NO_SPEECH_THRESHOLD and not avg_logprob > LOG_PROB_THRESHOLD:
-                        text = ""  # faster-whisper skips the window: no speech
-                    else:
-                        text = tok.decode(tokens)
-                    i, k, _ = windows[j]
-                    pieces[(i, k)] = text if text.strip() else ""
-        texts = ["" for _ in waves]
-        for (i, k) in sorted(pieces):
-            texts[i] += pieces[(i, k)]
+        content = [f.shape[-1] - 1 for f in features]  # faster-whisper drops the last frame
+        seek = [0] * len(waves)
+        texts = [""] * len(waves)
+        # faster-whisper's seek loop, run for all utterances at once: round k batches every utterance's
+        # k-th window (where its seek now is: usually 30 s on, earlier when the model ended on timestamps)
+        while True:
+            active = [i for i in range(len(waves)) if seek[i] < content[i]]
+            if not active:
+                break
+            by_lang: Dict[str, List[int]] = {}
+            for i in active:
+                by_lang.setdefault(langs[i], []).append(i)
+            for lang, idx in by_lang.items():
+                tok = self._tokenizer(lang)
+                prompt = list(tok.sot_sequence) + [tok.no_timestamps]
+                suppress = get_suppressed_tokens(tok, [-1])
+                for b in range(0, len(idx), self.batch_size):
+                    group = idx[b:b + self.batch_size]
+                    sizes = {i: min(fe.nb_max_frames, content[i] - seek[i]) for i in group}
+                    enc = self._encode([pad_or_trim(features[i][:, seek[i]:seek[i] + sizes[i]]) for i in group])
+                    results = wm.model.generate(
+                        enc, [prompt] * len(group), length_penalty=1, repetition_penalty=1, no_repeat_ngram_size=0,
+                        max_length=wm.max_length, return_scores=True, return_no_speech_prob=True,
+                        suppress_blank=True, suppress_tokens=suppress,
+                        max_initial_timestamp_index=int(round(MAX_INITIAL_TIMESTAMP / wm.time_precision)),
+                        beam_size=self.opts.beam_size, patience=1)
+                    for i, r in zip(group, results):
+                        seek[i] = self._advance(tok, r, texts, i, seek[i], sizes[i])
         return [Transcript(text=t.strip(), language=l) for t, l in zip(texts, langs)]
+
+    def _advance(self, tok, r, texts: List[str], i: int, seek: int, size: int) -> int:
+        """One window's result, as faster-whisper's generate_segments takes it: the no-speech rule,
+        segments split at timestamp pairs (a segment of zero length or blank text is dropped); the
+        new seek."""
+        wm = self.model
+        tokens = r.sequences_ids[0]
+        n = len(tokens)
+        avg_logprob = r.scores[0] * n / (n + 1)
+        if r.no_speech_prob > NO_SPEECH_THRESHOLD and not avg_logprob > LOG_PROB_THRESHOLD:
+            return seek + size  # no speech: faster-whisper skips the window
+        tpf = wm.feature_extractor.time_per_frame
+        segments, new_seek, _ = wm._split_segments_by_timestamps(
+            tokenizer=tok, tokens=tokens, time_offset=seek * tpf, segment_size=size, segment_duration=size * tpf,
+            seek=seek)
+        for seg in segments:
+            text = tok.decode(seg["tokens"])
+            if seg["start"] == seg["end"] or not text.strip():
+                continue
+            texts[i] += text
+        # a window that ends on <|0.00|> would not move faster-whisper's seek (it would loop for ever)
+        return new_seek if new_seek > seek else seek + size

@@ -508,9 +508,44 @@ def _funasr_lean():
             sys.modules["funasr"] = mod
     import funasr.models.emotion2vec.model  # noqa: F401  (registers Emotion2vec)
     import funasr.tokenizer.char_tokenizer  # noqa: F401  (registers CharTokenizer)
+
+    if "funasr.auto.auto_model" not in sys.modules:
+        with _lazy_cluster_backend():
+            from funasr.auto.auto_model import AutoModel
     from funasr.auto.auto_model import AutoModel
 
     return AutoModel, complete
+
+
+CLUSTER_BACKEND = "funasr.models.campplus.cluster_backend"
+
+
+@contextlib.contextmanager
+def _lazy_cluster_backend():
+    """While ``funasr.auto.auto_model`` is imported: its speaker-clustering back-end (which imports
+    scikit-learn, ~1.9 s of start-up, for diarization batchser never asks for) as a stand-in whose
+    ``ClusterBackend`` imports the real module when first called. The stand-in leaves
+    ``sys.modules`` afterwards, so any later import gets the real module."""
+    import importlib
+    import sys
+    import types
+
+    if CLUSTER_BACKEND in sys.modules:
+        yield
+        return
+
+    class ClusterBackend:  # what auto_model binds; the real class on first use
+        def __new__(cls, *args, **kwargs):
+            return importlib.import_module(CLUSTER_BACKEND).ClusterBackend(*args, **kwargs)
+
+    stand_in = types.ModuleType(CLUSTER_BACKEND)
+    stand_in.ClusterBackend = ClusterBackend
+    sys.modules[CLUSTER_BACKEND] = stand_in
+    try:
+        yield
+    finally:
+        if sys.modules.get(CLUSTER_BACKEND) is stand_in:
+            del sys.modules[CLUSTER_BACKEND]
 
 
 def load_funasr(model_dir: str, device: str):
