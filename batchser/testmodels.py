@@ -400,10 +400,15 @@ def _whisper_tokenizer_files(out: Path, multilingual: bool):
     from transformers.models.whisper.tokenization_whisper import LANGUAGES
 
     vocab = {ch: i for i, ch in enumerate(_bytes_to_unicode().values())}
+    # filler words up to the text vocabulary of a real checkpoint, so that every id sits where it has
+    # it: multilingual models 50257 text tokens (<|endoftext|> = 50257), English-only ones 50256
+    for i in range((50257 if multilingual else 50256) - len(vocab)):
+        vocab[f"Ġw{i}"] = len(vocab)
     vocab["<|endoftext|>"] = len(vocab)
     (out / "vocab.json").write_text(json.dumps(vocab), encoding="utf-8")
     (out / "merges.txt").write_text("#version: 0.2\n", encoding="utf-8")
-    langs = list(LANGUAGES) if multilingual else ["en"]
+    # multilingual: large-v3's 100 languages (vocabulary 51866); English-only: the 99 of the .en models (51864)
+    langs = list(LANGUAGES) if multilingual else list(LANGUAGES)[:99]
     specials = (["<|startoftranscript|>"] + [f"<|{l}|>" for l in langs]
                 + ["<|translate|>", "<|transcribe|>", "<|startoflm|>", "<|startofprev|>", "<|nospeech|>",
                    "<|notimestamps|>"])
