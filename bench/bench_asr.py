@@ -31,11 +31,14 @@ REPO = Path(__file__).resolve().parents[1]
 RAVDESS = Path(os.environ.get("BATCHSER_SHARED", REPO.parent / "shared")) / "corpora" / "ravdess"
 
 
-def load(n: int, tmp: Path):
-    """(data dir, waveforms at 16 kHz)."""
+def load(n: int, tmp: Path, corpus=None, audio_root=None):
+    """(data dir, waveforms at 16 kHz): ``corpus`` (a data dir) when given, else RAVDESS, else espeak-ng."""
     from batchser.audio import decode_utterance
     from batchser.corpus import read_corpus
 
+    if corpus:
+        c = read_corpus(corpus, audio_root=audio_root)
+        return Path(corpus), [decode_utterance(u).wave for u in c.utterances[:n]]
     data = tmp / "data"
     data.mkdir()
     if (RAVDESS / "wav.scp").exists():
@@ -64,10 +67,15 @@ def main() -> None:
     ap.add_argument("--batch-size", type=int, default=8)
     ap.add_argument("--max-length", type=int, default=48)
     ap.add_argument("--skip", default="", help="comma list of sections to skip: ct2,hf,run")
+    ap.add_argument("--corpus", default=None, help="a data dir to take the files from (default: RAVDESS)")
+    ap.add_argument("--audio-root", default=None)
+    ap.add_argument("--device", default="cpu", help="transformers section: cpu or cuda (float32 on CPU, --dtype on CUDA)")
+    ap.add_argument("--dtype", default="auto", help="transformers section: auto (bf16 on CUDA), float32, float16")
+    ap.add_argument("--size", default="openai-tiny", help="transformers section: openai-tiny or large-v3 dimensions")
     a = ap.parse_args()
     skip = set(a.skip.split(","))
     tmp = Path(tempfile.mkdtemp(prefix="bench_asr_"))
-    data, waves = load(a.files, tmp)
+    data, waves = load(a.files, tmp, a.corpus, a.audio_root)
     secs = sum(len(w) for w in waves) / 16000
     print(f"{len(waves)} files, {secs:.1f} s of audio; batch size {a.batch_size}; {os.cpu_count()} CPUs")
 
@@ -109,9 +117,15 @@ def main() -> None:
 
         from batchser.testmodels import make_whisper_asr_dir
 
-        d = make_whisper_asr_dir(tmp / "hf_tiny", size="openai-tiny", multilingual=False, max_length=a.max_length)
-        pipe = pipeline("automatic-speech-recognition", model=str(d), device="cpu")
-        eng = load_asr(AsrOptions(model=str(d), batch_size=a.batch_size))
+        import torch
+
+        from batchser.policy import resolve_dtype
+
+        d = make_whisper_asr_dir(tmp / "hf_asr", size=a.size, multilingual=False, max_length=a.max_length)
+        dt = resolve_dtype(a.dtype, a.device)
+        pipe = pipeline("automatic-speech-recognition", model=str(d), device=a.device,
+                        dtype={"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}[dt])
+        eng = load_asr(AsrOptions(model=str(d), batch_size=a.batch_size, dtype=dt), device=a.device)
         gk = {"num_beams": 1}
         t = {"transformers pipeline, file by file": [], f"transformers pipeline, batch_size={a.batch_size}": [],
              "batchser transformers engine": []}
@@ -128,7 +142,8 @@ def main() -> None:
             texts["ours"] = [x.text for x in eng.transcribe(waves)]
             t["batchser transformers engine"].append(time.perf_counter() - t0)
         base = best(t["transformers pipeline, file by file"])
-        print(f"\n[transformers, whisper-tiny dimensions, random weights, <= {a.max_length} tokens]")
+        print(f"\n[transformers, whisper {a.size} dimensions, random weights, {dt} on {a.device}, "
+              f"<= {a.max_length} tokens]")
         for k, v in t.items():
             print(f"  {k:<44} {best(v):7.2f} s  {secs / best(v):6.1f}x real time  speed-up {base / best(v):.2f}x")
         print(f"  identical to the pipeline file by file: batchser {sum(x == y for x, y in zip(texts['ours'], texts['ref']))}"

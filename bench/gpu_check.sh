@@ -12,6 +12,8 @@
 #      the device's bf16 peak, and batchser's time split (waiting for audio / model / writing)
 #   3. the same with batchser's float32 (AMP off), to separate AMP from batching
 #   4. Whisper-large-v3 classifier (random weights): batchser vs pipeline(batch_size=16)
+#   5. --asr, transformers engine, Whisper-large-v3 dimensions (random weights, 48 tokens): batchser
+#      vs pipeline file by file and pipeline(batch_size=16), same texts counted
 # Everything lands in $OUT (the device tool brings it back) and on stdout.
 # A dry run of the script itself on a CPU (tiny models, few clips): DEVICE=cpu QUICK=1 bash bench/gpu_check.sh
 set -uo pipefail
@@ -53,6 +55,8 @@ step e2v_base_fp32 90 $PY bench/bench_emotion2vec.py --device "$DEVICE" --size $
   --audio-root "$ROOT" --limit $LIM --dtype float32 --work /tmp/gc_e2v32
 step whisper_large_v3 150 $PY bench/bench_transformers.py --kind whisper --size $WSIZE --device "$DEVICE" \
   --corpus "$CORPUS" --audio-root "$ROOT" --limit $LIM --batch-size 16 --work /tmp/gc_whisper
+step asr_large_v3 120 $PY bench/bench_asr.py --skip ct2,run --device "$DEVICE" --size $WSIZE --files $((LIM / 3)) \
+  --rounds 1 --batch-size 16 --max-length 48 --corpus "$CORPUS" --audio-root "$ROOT"
 cp /tmp/gc_e2v/bench_result.json "$OUT/e2v_base_bf16.json" 2>/dev/null
 cp /tmp/gc_e2v32/bench_result.json "$OUT/e2v_base_fp32.json" 2>/dev/null
 echo "done: figures in $OUT"
