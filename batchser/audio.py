@@ -29,6 +29,12 @@ def _why(e: BaseException) -> str:
     """An exception's message without object addresses, never empty."""
     import re
 
+    if type(e).__name__ == "NoBackendError":  # audioread: every backend refused the file
+        import shutil
+
+        if shutil.which("ffmpeg") is None:
+            return "none installed (install ffmpeg to read formats libsndfile does not)"
+        return "ffmpeg cannot read it either (not an audio format it knows, or a corrupt file)"
     msg = re.sub(r"<_io\.BytesIO object at 0x[0-9a-f]+>", "the data", str(e)).strip()
     return msg or type(e).__name__
 

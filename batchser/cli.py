@@ -421,9 +421,9 @@ def info(input_path, audio_root, no_pipes, no_probe, as_json):
                    "insertions, per speaker and per emotion, into OUT/eval/wer.json.")
 @click.option("--ref-text", type=click.Path(exists=True, dir_okay=False), default=None,
               help="With --wer: reference transcripts '<utt> <text>' (Kaldi text). Default: the data dir's text.")
-@click.option("--normalizer", type=click.Choice(["english", "basic"]), default="english", show_default=True,
+@click.option("--normalizer", type=click.Choice(["english", "basic"]), default=None,
               help="With --wer: Whisper's English text normaliser (spellings, numbers, contractions) or its basic, "
-                   "language-independent one, applied to reference and transcript alike.")
+                   "language-independent one, applied to reference and transcript alike [default: english].")
 @click.option("--no-normalize", is_flag=True, help="With --wer: score the raw text (white space only collapsed).")
 @click.option("--eval-dir", type=click.Path(file_okay=False), default=None, help="Where to write (default OUT/eval).")
 @click.option("--no-plot", is_flag=True, help="Skip the confusion-matrix PNG.")
@@ -453,12 +453,14 @@ def eval_cmd(out_dir, ref, label_map, ref_dim, dim_names, wer, ref_text, normali
             raise click.UsageError("--wer scores transcripts; --ref/--label-map/--ref-dim score emotions (run eval twice)")
         from .wer import evaluate_wer, format_wer_report
 
-        m = evaluate_wer(out_dir, ref_text=ref_text, normalize="none" if no_normalize else normalizer,
+        if no_normalize and normalizer:
+            raise click.UsageError("--no-normalize scores the raw text; --normalizer picks a normaliser: one of them")
+        m = evaluate_wer(out_dir, ref_text=ref_text, normalize="none" if no_normalize else (normalizer or "english"),
                          eval_dir=eval_dir)
         click.echo(json.dumps(m, indent=2) if as_json else format_wer_report(m))
         return
-    if ref_text or no_normalize:
-        raise click.UsageError("--ref-text and --no-normalize go with --wer")
+    if ref_text or no_normalize or normalizer:
+        raise click.UsageError("--ref-text, --normalizer and --no-normalize go with --wer")
 
     from .evaluate import evaluate, evaluate_dims, format_dim_report, format_report, head_kind
     from .store import open_results

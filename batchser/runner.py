@@ -314,9 +314,9 @@ def _run_locked(cfg: RunConfig, stream, chunks: Iterator[Corpus], shard: Optiona
         status = "interrupted"
         raise
     finally:
+        bar.close()  # before the devices' counts join s: its error count adds both already
         s.add(done.summary)
         s.n_read_warnings = stream.n_warnings
-        bar.close()
         for w in s.warnings:
             log(f"warning: {w}")
         for ev in s.oom_backoffs:

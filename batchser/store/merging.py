@@ -63,10 +63,16 @@ def _finished_shards(out: Path) -> Dict[int, Path]:
         ok, msg = shard_status(p)
         if not ok:
             problems.append(f"shard {i}/{n} ({p}): {msg}")
-    settings = {json.dumps(json.loads((p / layout.SETTINGS).read_text()), sort_keys=True)
-                for p in have.values() if (p / layout.SETTINGS).exists()}
-    if len(settings) > 1:
-        problems.append("shards were run with different settings (model, dtype, ...)")
+    settings = {i: json.loads((p / layout.SETTINGS).read_text()) for i, p in sorted(have.items())
+                if (p / layout.SETTINGS).exists()}
+    if len({json.dumps(v, sort_keys=True) for v in settings.values()}) > 1:
+        first_i, first = next(iter(settings.items()))
+        for i, v in settings.items():
+            keys = sorted(k for k in set(first) | set(v) if first.get(k) != v.get(k))
+            if keys:
+                problems.append(f"shards {first_i} and {i} were run with different settings: "
+                                + "; ".join(f"{k}: {first.get(k)!r} vs {v.get(k)!r}" for k in keys))
+                break
     if problems:
         raise MergeError("cannot merge:\n  " + "\n  ".join(problems))
     return have
@@ -188,7 +194,8 @@ def merge(out: str | os.PathLike) -> Dict:
 
         write_explanations(out)  # speaker baselines need every shard's utterances
         summary = {"status": "complete", "merged_shards": len(have), **_totals(out, inputs),
-                   "longest_shard_wall_seconds": wall, "model": man0.get("model"), "input": man0.get("input"),
+                   "longest_shard_wall_seconds": wall, "model": man0.get("model"), "asr": man0.get("asr"),
+                   "input": man0.get("input"),
                    "versions": man0.get("versions"), "shards": {i: str(p) for i, p in sorted(have.items())}}
         atomic.write_text(out / layout.MANIFEST, json.dumps(summary, indent=2) + "\n")
     return summary

@@ -125,6 +125,8 @@ class PartWriter:
         if path.exists():
             old = json.loads(path.read_text(encoding="utf-8"))
             diff = {k: (old.get(k), v) for k, v in settings.items() if old.get(k) != v}
+            # a key written only when set (--asr, --head, --threshold, ...) that was set then and is not now
+            diff.update({k: (v, None) for k, v in old.items() if k not in settings and v is not None})
             if diff:
                 lines = "; ".join(f"{k}: {a!r} there, {b!r} now" for k, (a, b) in diff.items())
                 raise ValueError(
