@@ -180,6 +180,7 @@ def test_run_asr_wer_resume_shards_merge(spoken, tmp_path, e2v_dir):
     p = subprocess.run(BATCHSER + ["merge", str(sh)], capture_output=True, text=True)
     assert p.returncode == 0, p.stderr
     assert pd.read_parquet(sh / "labels").set_index("utt_id").text.sort_index().to_dict() == df.text.to_dict()
+    assert json.loads((sh / "manifest.json").read_text())["asr"]["engine"] == "ctranslate2"  # which recogniser
 
 
 @needs_espeak
@@ -207,6 +208,7 @@ def test_wer_counts_by_hand(spoken, tmp_path, e2v_dir):
     assert (m["substitutions"], m["deletions"], m["insertions"]) == (1, 3, 1)
     assert m["ref_words"] == n_words and m["wer"] == pytest.approx(5 / n_words)
     assert m["missing_transcripts"] == {"in_errors": 0, "not_run": 1}
+    assert all(isinstance(k, str) for k in m["per_speaker"])  # no utt2spk: no NaN speaker row
     # the English normaliser: case and punctuation do not count
     (tmp_path / "up.txt").write_text("".join(f"{u} {hyp[u].upper().replace('.', '')}\n" for u, _ in ids_paths))
     assert evaluate_wer(str(out), ref_text=str(tmp_path / "up.txt"))["wer"] == 0.0
