@@ -420,3 +420,17 @@ def test_vad_segments_scored_per_recording(spoken, tmp_path, e2v_dir):
     assert m["scored_by"] == "recording" and m["n"] == 3 and m["missing_transcripts"]["not_run"] == 0
     assert m["wer"] < 0.6  # espeak-ng speech; every segment is scored (no recording counted as empty)
     assert "per_predicted_label" not in m
+
+
+def test_asr_on_several_devices_equals_one(hf_asr_dirs, e2v_dir, tmp_path, make_corpus):
+    """--device cpu,cpu: each device process loads its own recogniser; the texts equal a
+    single-device run's and the manifest names the recogniser."""
+    data = make_corpus({f"u{i}": 0.6 + 0.4 * i for i in range(6)})
+    one, two = tmp_path / "one", tmp_path / "two"
+    _run(data, "--out", one, "--model", e2v_dir, "--asr", hf_asr_dirs["en"], "-q")
+    _run(data, "--out", two, "--model", e2v_dir, "--asr", hf_asr_dirs["en"], "--device", "cpu,cpu", "-q")
+    a = pd.read_parquet(one / "labels").set_index("utt_id").text.sort_index()
+    b = pd.read_parquet(two / "labels").set_index("utt_id").text.sort_index()
+    assert len(a) == 6 and a.to_dict() == b.to_dict()
+    assert len(list((two / "labels").glob("part-d*"))) >= 1  # the device processes wrote them
+    assert json.loads((two / "manifest.json").read_text())["asr"]["engine"] == "transformers"

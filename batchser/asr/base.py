@@ -7,12 +7,12 @@ CTranslate2 (faster-whisper) directory and equals ``WhisperModel.transcribe`` fi
 Both take the 16 kHz waveforms the decoders already made (each recording decoded once for
 both models), pad every input to Whisper's 30-s window and run one decoder loop per batch.
 
-Utterances over 30 s (the rule, the same in both engines): the engine's own long-form
-algorithm. CTranslate2: consecutive 30-s windows of the utterance's features (faster-whisper's
-seek loop without timestamps or previous-text conditioning, where each window is independent),
-batched with every other window. transformers: the utterance alone through ``generate``'s
-sequential long-form decoding, as the pipeline does. With ``--vad`` the segments are short and
-nothing reaches this rule.
+Utterances over 30 s (the rule, the same in both engines): Whisper's sequential long-form
+decoding with timestamps, as each reference does it. CTranslate2: faster-whisper's seek loop
+(timestamps on, no previous-text conditioning: a window ends at the last timestamp and the next
+starts there), run for all long utterances at once, window k of each in one batch. transformers:
+the utterance alone through ``generate``'s long-form decoding (``return_timestamps=True``), as the
+pipeline does. With ``--vad`` the segments are short and nothing reaches this rule.
 """
 from __future__ import annotations
 
