@@ -79,9 +79,16 @@ def timeline_windows(backend: Backend, utts: List[Utterance], wavs: List[np.ndar
     return rows, errors, len(flat)
 
 
+class AsrFailure(RuntimeError):
+    """The recogniser failed on every utterance of a batch, one at a time too: the recogniser's
+    fault (a missing CUDA library, a broken device), not the utterances'."""
+
+
 def transcribe_items(asr, waves: List[np.ndarray], ids: List[str]) -> Tuple[List[Optional[object]], List[Optional[str]]]:
-    """``--asr``: one transcript per waveform, or the error of the one that failed (a failing
-    batch is run again one utterance at a time, so that one bad utterance never costs the others).
+    """``--asr``: one transcript per waveform, or the error of the one that failed. A failing
+    batch is run again one utterance at a time, so that one bad utterance never costs the others;
+    when every one of several fails alone too, :class:`AsrFailure` stops the run (as the emotion
+    model's worker does) instead of writing them all into errors/.
     """
     try:
         return list(asr.transcribe(waves)), [None] * len(waves)
@@ -90,12 +97,17 @@ def transcribe_items(asr, waves: List[np.ndarray], ids: List[str]) -> Tuple[List
     except Exception as e:
         if len(waves) == 1:
             return [None], [f"{ids[0]}: speech recognition failed: {type(e).__name__}: {e}"]
+        first = e
     out: List[Optional[object]] = []
     errs: List[Optional[str]] = []
     for w, i in zip(waves, ids):
         t, e = transcribe_items(asr, [w], [i])
         out += t
         errs += e
+    if all(e is not None for e in errs):
+        raise AsrFailure(f"the speech recogniser failed on a batch of {len(ids)} utterances ({', '.join(ids[:5])}"
+                         f"{', ...' if len(ids) > 5 else ''}) and on each of them alone: {type(first).__name__}: "
+                         f"{first}") from first
     return out, errs
 
 
@@ -187,7 +199,12 @@ def process(backend: Backend, writer: OutputWriter, todo: List[Utterance], *, cf
             if asr is not None:  # the waveforms the emotion model took, transcribed in the engine's batches
                 t_asr = clock()
                 ok = [j for j, r in enumerate(results) if r.error is None and win_errs[j] is None]
-                tr, te = transcribe_items(asr, [good[j].wave for j in ok], [todo[good[j].index].utt_id for j in ok])
+                try:
+                    tr, te = transcribe_items(asr, [good[j].wave for j in ok], [todo[good[j].index].utt_id for j in ok])
+                except AsrFailure as e:
+                    raise RunStopped(f"{e}. This is not one utterance's fault, so the run stops instead of blaming "
+                                     "them; what was done before is committed: fix the cause and run the same "
+                                     "command again to resume") from e
                 for j, t_, e_ in zip(ok, tr, te):
                     texts[j], asr_errs[j] = t_, e_
                 dt = clock() - t_asr

@@ -94,7 +94,12 @@ def _load_asr(cfg: RunConfig, devices: List[str], log: Log):
         return None
     from .asr import load_asr
 
-    asr = load_asr(cfg.asr, device="cpu" if len(devices) > 1 else devices[0], hub=cfg.hub)
+    if len(devices) > 1:  # metadata only: the CPU's own dtype (float16 is refused there)
+        from dataclasses import replace
+
+        asr = load_asr(replace(cfg.asr, dtype="auto"), device="cpu", hub=cfg.hub)
+    else:
+        asr = load_asr(cfg.asr, device=devices[0], hub=cfg.hub)
     if asr.info.test_model:
         log(f"note: {asr.info.path} is a random-weight TEST speech recogniser; its transcripts mean nothing")
     return asr
@@ -251,7 +256,8 @@ def _run_locked(cfg: RunConfig, stream, chunks: Iterator[Corpus], shard: Optiona
     with_ref = stream.with_ref
     writer_args = dict(labels=labels, model_id=info.id, emb_dtype=cfg.emb_dtype,
                        frames=cfg.granularity == "frame", with_ref=with_ref, part_size=cfg.part_size,
-                       settings=run_settings(cfg, info, labels, dtype, backend.head_kind, asr_info=asr_info),
+                       settings=run_settings(cfg, info, labels, dtype, backend.head_kind, asr_info=asr_info,
+                                             device=devices[0]),
                        npy_layout=cfg.npy_layout, features=parse_feature_sets(cfg.features),
                        timeline=cfg.timeline is not None, head_kind=backend.head_kind, heads=_head_columns(cfg),
                        asr=asr is not None)

@@ -417,13 +417,15 @@ def _whisper_tokenizer_files(out: Path, multilingual: bool):
 
 
 def make_whisper_asr_dir(out: str | Path, size: str = "tiny", seed: int = 0, multilingual: bool = True,
-                         max_length: int = 32) -> Path:
+                         max_length: int = 32, suppress_timestamps: bool = True) -> Path:
     """Write a random-weight ``WhisperForConditionalGeneration`` in the ``save_pretrained`` layout
     of a real checkpoint: config, weights, generation config (languages, tasks, no-timestamps
     token, suppressed tokens), tokenizer and feature extractor (a ``WhisperProcessor``).
 
     ``max_length``: the generation config's limit on decoded tokens (random weights rarely
     emit <|endoftext|>, so a short limit keeps tests quick; the reference pipeline obeys it too).
+    ``suppress_timestamps=False``: timestamp tokens may be emitted (long-form decoding then seeks
+    on them); special tokens stay suppressed either way.
     """
     import torch
     from transformers import (AddedToken, GenerationConfig, WhisperConfig, WhisperFeatureExtractor,
@@ -450,7 +452,7 @@ def make_whisper_asr_dir(out: str | Path, size: str = "tiny", seed: int = 0, mul
                         begin_suppress_tokens=[vocab["Ġ"], eot], suppress_tokens=[])
     # a random decoder would emit special and timestamp tokens as often as text: they are suppressed
     # (real checkpoints list some tokens here too), so that transcripts are made of text
-    suppress = list(range(sot, n_vocab))
+    suppress = list(range(sot, n_vocab if suppress_timestamps else ids["<|notimestamps|>"] + 1))
     torch.manual_seed(seed)
     model = WhisperForConditionalGeneration(cfg)
     with torch.no_grad():  # a larger <|endoftext|> bias than random: transcripts end before the limit now and then

@@ -98,6 +98,20 @@ def _reference_dir(data_dir: Optional[str]) -> Optional[str]:
     return data_dir
 
 
+def _segment_recordings(seg_dir: Optional[str]) -> Dict[str, str]:
+    """segment id -> recording id, from a data dir's ``segments`` file ({} without one)."""
+    f = Path(seg_dir) / "segments" if seg_dir else None
+    if f is None or not f.exists():
+        return {}
+    out = {}
+    with open(f, encoding="utf-8") as fh:
+        for line in fh:
+            parts = line.split()
+            if len(parts) >= 2:
+                out[parts[0]] = parts[1]
+    return out
+
+
 def evaluate_wer(out_dir: str, *, ref_text: Optional[str] = None, normalize: str = "english",
                  eval_dir: Optional[str] = None) -> Dict:
     """Score OUT's ``text`` column; write OUT/eval/wer.json (or ``eval_dir``) and return it."""
@@ -122,13 +136,18 @@ def evaluate_wer(out_dir: str, *, ref_text: Optional[str] = None, normalize: str
     raw_refs = read_text_file(ref_text)
     norm = normalizer(normalize)
     hyp_raw = {u: t for u, t in zip(df.utt_id, df.text)}
-    by_recording = bool(raw_refs) and not any(u in hyp_raw for u in raw_refs) and any(
-        u in set(df.rec_id) for u in raw_refs)
+    rec_ids = set(df.rec_id)
+    by_recording = bool(raw_refs) and not any(u in hyp_raw for u in raw_refs) and any(u in rec_ids for u in raw_refs)
+    err_ids = set(res.errors.utt_id)
+    partial: List[str] = []
     if by_recording:  # segments (run --vad) against their recordings' transcripts: joined in time order
         d = df.sort_values(["rec_id", "start"])
         hyp_raw = {r: " ".join(t for t in g.text if t) for r, g in d.groupby("rec_id", sort=False)}
         df = d.groupby("rec_id", sort=False).first().reset_index().assign(utt_id=lambda x: x.rec_id)
-    err_ids = set(res.errors.utt_id)
+        seg2rec = _segment_recordings((res.manifest.get("input") or {}).get("data_dir"))
+        err_recs = {seg2rec.get(u, u) for u in err_ids}  # a failed segment's recording (or a recording VAD could not read)
+        partial = sorted(r for r in hyp_raw if r in err_recs)
+        err_ids = err_recs
     refs, hyps, ids, empty_ref = {}, {}, [], []
     missing = {"in_errors": 0, "not_run": 0}
     for u in sorted(raw_refs):
@@ -146,6 +165,7 @@ def evaluate_wer(out_dir: str, *, ref_text: Optional[str] = None, normalize: str
     m: Dict = {"normalizer": normalize, "ref_file": ref_text, "scored_by": "recording" if by_recording else "utterance",
                **counts([refs[u] for u in ids], [hyps[u] for u in ids]),
                "missing_transcripts": missing, "empty_references": len(empty_ref),
+               **({"recordings_partly_in_errors": len(partial)} if by_recording else {}),
                "transcripts_without_reference": int(sum(u not in raw_refs for u in hyp_raw))}
     spk = {u: k for u, k in zip(df.utt_id, df.spk) if isinstance(k, str)}
     if data_dir and (Path(data_dir) / "utt2spk").exists():  # speakers of the utterances in errors/ too
@@ -182,6 +202,8 @@ def format_wer_report(m: Dict) -> str:
               f"  substitutions {m['substitutions']}, deletions {m['deletions']}, insertions {m['insertions']}"]
     if m.get("scored_by") == "recording":
         lines.append("  scored per recording: its segments' transcripts joined in time order")
+        if m.get("recordings_partly_in_errors"):
+            lines.append(f"  {m['recordings_partly_in_errors']} recordings have segments in errors/: scored without them")
     if m.get("transcripts_without_reference"):
         lines.append(f"  {m['transcripts_without_reference']} transcripts have no reference (not scored)")
     miss = m["missing_transcripts"]

@@ -173,6 +173,9 @@ def test_run_asr_wer_resume_shards_merge(spoken, tmp_path, e2v_dir):
     # another recogniser (or none) on the same OUT is refused
     r = _run(half / "wav.scp", "--out", res, "--model", e2v_dir, check=False)
     assert r.returncode == 2 and "other settings (asr:" in r.stderr
+    r = _run(half / "wav.scp", "--out", res, "--model", e2v_dir, "--asr", "tiny.en-offline", "--asr-beam-size", "2",
+             check=False)
+    assert r.returncode == 2 and "'beam_size': 1" in r.stderr and "'beam_size': 2" in r.stderr
     # shards + merge
     sh = tmp_path / "sh"
     for i in (0, 1):
@@ -324,6 +327,8 @@ def test_run_asr_transformers_end_to_end(hf_asr_dirs, e2v_dir, tmp_path, make_co
     assert df.text.tolist() == _pipeline_texts(hf_asr_dirs["multi"], waves)
     m = json.loads((out / "manifest.json").read_text())
     assert m["asr"]["engine"] == "transformers" and m["asr"]["test_model"] is True
+    # the dtype a resume must match, resolved for the device ("auto" is float32 here, bfloat16 on a GPU)
+    assert json.loads((out / "settings.json").read_text())["asr"]["dtype"] == "float32" == m["asr"]["dtype"]
     assert 0 < m["asr"]["seconds_this_run"] <= m["time_split_seconds"]["model"]
     p = subprocess.run(BATCHSER + ["make-test-model", str(tmp_path / "cli_asr"), "--kind", "whisper-asr-en"],
                        capture_output=True, text=True)
@@ -390,6 +395,7 @@ def test_ct2_engine_follows_timestamps_and_seek(tmp_path):
     assert p.returncode == 0, p.stderr
     d = tmp_path / "ct2"
     waves = [speechlike(int(16000 * s), seed=10 + i) for i, s in enumerate((1.2, 4.5, 2.0, 45.0, 0.6, 7.0))]
+    waves.append(speechlike(30 * 16000 + 100, seed=30))  # just over 30 s: the rule counts samples, not frames
     ref_model = WhisperModel(str(d), device="cpu", compute_type="float32")
     ref = [_fw_reference(ref_model, w, len(w)) for w in waves]
     assert len(set(ref)) == len(ref)
@@ -434,3 +440,65 @@ def test_asr_on_several_devices_equals_one(hf_asr_dirs, e2v_dir, tmp_path, make_
     assert len(a) == 6 and a.to_dict() == b.to_dict()
     assert len(list((two / "labels").glob("part-d*"))) >= 1  # the device processes wrote them
     assert json.loads((two / "manifest.json").read_text())["asr"]["engine"] == "transformers"
+
+
+def test_hf_long_form_with_timestamps_equals_pipeline(tmp_path):
+    """Over 30 s with a model that emits timestamps: generate's long-form seeking on them gives
+    the pipeline's text (return_timestamps=True) on 45-s and 33-s inputs."""
+    from batchser.asr import AsrOptions, load_asr
+    from batchser.testmodels import make_whisper_asr_dir
+
+    d = make_whisper_asr_dir(tmp_path / "ts", seed=5, suppress_timestamps=False, max_length=40)
+    waves = [speechlike(int(16000 * s), seed=40 + i) for i, s in enumerate((45.0, 33.0))]
+    from transformers import pipeline
+
+    asr = pipeline("automatic-speech-recognition", model=str(d), device="cpu")
+    out = [asr(w.copy(), return_timestamps=True, generate_kwargs={"num_beams": 1}) for w in waves]
+    assert any(len(o["chunks"]) > 1 for o in out)  # the model's timestamps cut segments: seeking is exercised
+    got = load_asr(AsrOptions(model=str(d)), device="cpu").transcribe(waves)
+    assert [t.text for t in got] == [o["text"].strip() for o in out]
+
+
+def test_a_failing_recogniser_stops_the_run_and_one_bad_utterance_does_not(hf_asr_dirs, e2v_dir, tmp_path,
+                                                                          make_corpus, monkeypatch):
+    """The recogniser failing on every utterance (a missing CUDA library, a broken device) stops
+    the run, resumable, with nothing blamed on the utterances; one utterance it fails on is an
+    asr error row and the others keep their transcripts."""
+    import batchser
+    from batchser.asr.hf import HfWhisper
+    from batchser.config import RunStopped
+
+    data = make_corpus({"u1": 1.0, "u2": 2.5, "u3": 0.8, "u4": 1.7})
+    real = HfWhisper.transcribe
+
+    def broken(self, waves):
+        raise RuntimeError("libcublas.so.12 not found")
+
+    monkeypatch.setattr(HfWhisper, "transcribe", broken)
+    out = tmp_path / "o"
+    with pytest.raises(RunStopped, match="libcublas"):
+        batchser.run(data, out=out, model=str(e2v_dir), asr=str(hf_asr_dirs["en"]))
+    assert not any(pd.read_parquet(out / "errors").stage == "asr")
+
+    def picky(self, waves):
+        if any(len(w) == int(0.8 * 16000) for w in waves):
+            raise ValueError("cannot transcribe this one")
+        return real(self, waves)
+
+    monkeypatch.setattr(HfWhisper, "transcribe", picky)
+    batchser.run(data, out=out, model=str(e2v_dir), asr=str(hf_asr_dirs["en"]))  # resumes
+    err = pd.read_parquet(out / "errors")
+    assert err.utt_id.tolist() == ["u3"] and err.stage.tolist() == ["asr"] and "u3" in err.message[0]
+    assert sorted(pd.read_parquet(out / "labels").utt_id) == ["u1", "u2", "u4"]
+
+
+def test_multi_device_parent_loads_the_recogniser_for_metadata_in_the_cpu_dtype(hf_asr_dirs, tmp_path):
+    """--device cuda:0,cuda:1 --asr-dtype float16: the parent only needs the metadata and loads
+    on the CPU, where float16 is refused: it must take the CPU's dtype, not the user's."""
+    from batchser.asr import AsrOptions
+    from batchser.config import RunConfig
+    from batchser.runner import _load_asr
+
+    cfg = RunConfig(input="x", out=str(tmp_path / "o"), asr=AsrOptions(model=str(hf_asr_dirs["en"]), dtype="float16"))
+    eng = _load_asr(cfg, ["cuda:0", "cuda:1"], log=lambda *_: None)
+    assert eng.info.engine == "transformers"

@@ -40,11 +40,32 @@ class AsrOptions:
     batch_size: Optional[int] = None  # None: per device (DEFAULT_BATCH)
     dtype: str = "auto"  # transformers: float32 | float16 | bfloat16; CTranslate2: its compute type (int8, ...)
 
-    def settings(self) -> dict:
-        """What changes the transcripts (the batch size does not)."""
+    def settings(self, engine: str, device: str) -> dict:
+        """What changes the transcripts (the batch size does not), with the dtype resolved for
+        ``device``: "auto" means float32 on a CPU but bfloat16 (transformers) or the saved type
+        (CTranslate2) on a GPU, and a resume or merge must not mix them."""
         d = asdict(self)
         d.pop("batch_size")
+        d["engine"] = engine
+        d["dtype"] = resolved_dtype(self.dtype, engine, device)
         return d
+
+
+def resolved_dtype(dtype: str, engine: str, device: str) -> str:
+    """What ``--asr-dtype`` means on ``device``: transformers' torch dtype, CTranslate2's compute type."""
+    gpu = device.startswith("cuda")
+    if engine == "ctranslate2":
+        return ("default" if gpu else "float32") if dtype == "auto" else dtype
+    from ..policy import DTYPE_ALIASES
+
+    d = DTYPE_ALIASES.get(dtype, dtype)
+    if d != "auto":
+        return d
+    if gpu:
+        import torch
+
+        return "bfloat16" if torch.cuda.is_bf16_supported() else "float16"
+    return "float32"
 
 
 DEFAULT_BATCH = {"cpu": 4, "cuda": 32}  # 30-s windows; CPU: measured best at 2-4 on 2 cores (bench_asr.py)

@@ -23,7 +23,7 @@ from typing import Dict, List, Sequence, Tuple
 
 import numpy as np
 
-from .base import AsrInfo, AsrModelError, AsrOptions, Transcript, _not_available
+from .base import WINDOW_SAMPLES, AsrInfo, AsrModelError, AsrOptions, Transcript, _not_available, resolved_dtype
 
 NO_SPEECH_THRESHOLD = 0.6  # faster-whisper's defaults
 LOG_PROB_THRESHOLD = -1.0
@@ -47,7 +47,7 @@ class Ct2Whisper:
                                 "(faster-whisper)") from e
         dev, index = _device(device)
         # auto: the saved type on a GPU; float32 on a CPU (what CTranslate2 falls back to there, with a warning)
-        compute = ("default" if dev == "cuda" else "float32") if opts.dtype == "auto" else opts.dtype
+        compute = resolved_dtype(opts.dtype, "ctranslate2", device)
         try:
             self.model = WhisperModel(str(path), device=dev, device_index=index, compute_type=compute)
         except ValueError as e:  # an unsupported compute type on this device
@@ -99,7 +99,7 @@ class Ct2Whisper:
         content = [f.shape[-1] - 1 for f in features]  # faster-whisper drops the last frame
         # over 30 s: with timestamps, so that each window ends where speech does and the next starts
         # there (without, a sentence across a window edge is lost); up to 30 s: one window, no timestamps
-        stamps = [c > fe.nb_max_frames for c in content]
+        stamps = [len(w) > WINDOW_SAMPLES for w in waves]  # the reference's rule is on samples, not frames
         seek = [0] * len(waves)
         texts = [""] * len(waves)
         # faster-whisper's seek loop, run for all utterances at once: round k batches every utterance's

@@ -24,8 +24,13 @@ class HfWhisper:
 
         from ..policy import resolve_dtype
 
-        dtype = resolve_dtype(opts.dtype if opts.dtype in ("auto", "float32", "float16", "bfloat16", "fp32", "fp16", "bf16")
-                              else _bad_dtype(opts.dtype), device)
+        try:
+            dtype = resolve_dtype(opts.dtype if opts.dtype in ("auto", "float32", "float16", "bfloat16", "fp32", "fp16",
+                                                               "bf16") else _bad_dtype(opts.dtype), device)
+        except AsrModelError:
+            raise
+        except ValueError as e:  # float16 on a CPU, ...: the policy's message names --dtype
+            raise AsrModelError(f"--asr-dtype {opts.dtype}: {str(e).replace('--dtype', '--asr-dtype')}") from e
         self.torch_dtype = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}[dtype]
         try:
             self.processor = AutoProcessor.from_pretrained(str(path))

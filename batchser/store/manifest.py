@@ -19,7 +19,8 @@ def versions() -> Dict[str, str]:
     return out
 
 
-def run_settings(cfg, info, labels: List[str], dtype: str, head_kind: str = "single_label", asr_info=None) -> Dict:
+def run_settings(cfg, info, labels: List[str], dtype: str, head_kind: str = "single_label", asr_info=None,
+                 device: str = "cpu") -> Dict:
     """What changes results: resuming a directory with anything else is refused (keys added
     later are left out at their default value, so older directories still resume)."""
     extra = {}
@@ -34,7 +35,7 @@ def run_settings(cfg, info, labels: List[str], dtype: str, head_kind: str = "sin
     if getattr(cfg, "fe_options", None):
         extra["fe_options"] = dict(sorted(cfg.fe_options.items()))
     if asr_info is not None:  # --asr: the recogniser's weights and the options that change a transcript
-        extra["asr"] = {**cfg.asr.settings(), "model": asr_info.sha256 or asr_info.id, "engine": asr_info.engine}
+        extra["asr"] = {**cfg.asr.settings(asr_info.engine, device), "model": asr_info.sha256 or asr_info.id}
     return {**extra,
         "model": info.sha256 or info.id, "backend": info.backend, "labels": labels,
         "dtype": dtype, "granularity": cfg.granularity, "emb_dtype": cfg.emb_dtype,
@@ -91,7 +92,8 @@ def run_manifest(*, cfg, info, labels: List[str], head_kind: str, embed_dim: Opt
                                "writing": s.write_seconds, "of_model_asr": s.asr_seconds},
         "asr": ({"id": asr_info.id, "path": asr_info.path, "engine": asr_info.engine, "weights_sha256": asr_info.sha256,
                  "test_model": asr_info.test_model, "multilingual": asr_info.multilingual,
-                 "options": asdict(cfg.asr), "seconds_this_run": s.asr_seconds} if asr_info is not None else None),
+                 "options": asdict(cfg.asr), "dtype": cfg.asr.settings(asr_info.engine, devices[0])["dtype"],
+                 "seconds_this_run": s.asr_seconds} if asr_info is not None else None),
         "max_seconds": cfg.max_seconds, "utterances_in_windows": s.n_windowed,
         "timeline": ({"win": cfg.timeline.win, "hop": cfg.timeline.hop, "windows_this_run": s.n_timeline_windows}
                      if getattr(cfg, "timeline", None) is not None else None),
