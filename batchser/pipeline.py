@@ -111,6 +111,20 @@ def transcribe_items(asr, waves: List[np.ndarray], ids: List[str]) -> Tuple[List
     return out, errs
 
 
+def _spread(n: int, idx: List[int], values: List, errors: List[Optional[str]]) -> Tuple[List, List[Optional[str]]]:
+    """A stage's results for the items at ``idx``, as lists over all ``n`` items (None elsewhere)."""
+    out_v: List = [None] * n
+    out_e: List[Optional[str]] = [None] * n
+    for j, v, e in zip(idx, values, errors):
+        out_v[j], out_e[j] = v, e
+    return out_v, out_e
+
+
+def _count_model_time(s: RunSummary, dt: float) -> float:
+    s.model_seconds += dt
+    return dt
+
+
 @dataclass
 class Processed:
     """What processing a list of utterances did (on one device, or added up over several)."""
@@ -177,10 +191,12 @@ def process(backend: Backend, writer: OutputWriter, todo: List[Utterance], *, cf
             dt_model = clock() - t_model
             s.model_seconds += dt_model
             s.padded_seconds += padded / TARGET_SR
+            # stages after the emotion model, each on the utterances still without an error; their
+            # time counts as model time (and --asr's also as asr_seconds)
             win_rows: List[Optional[List[dict]]] = [None] * len(good)
             win_errs: List[Optional[str]] = [None] * len(good)
             if cfg.timeline is not None:
-                t_model = clock()
+                t_stage = clock()
                 ok = [j for j, r in enumerate(results) if r.error is None]
                 try:
                     wr, we, _ = timeline_windows(backend, [todo[good[j].index] for j in ok], [good[j].wave for j in ok],
@@ -189,15 +205,12 @@ def process(backend: Backend, writer: OutputWriter, todo: List[Utterance], *, cf
                 except ModelFailure as e:
                     raise RunStopped(f"the model failed on a batch of timeline windows: {e}; what was done before is "
                                      "committed: fix the cause and run the same command again to resume") from e
-                for j, r_, e_ in zip(ok, wr, we):
-                    win_rows[j], win_errs[j] = r_, e_
-                dt = clock() - t_model
-                dt_model += dt
-                s.model_seconds += dt
+                win_rows, win_errs = _spread(len(good), ok, wr, we)
+                dt_model += _count_model_time(s, clock() - t_stage)
             texts: List[Optional[object]] = [None] * len(good)
             asr_errs: List[Optional[str]] = [None] * len(good)
             if asr is not None:  # the waveforms the emotion model took, transcribed in the engine's batches
-                t_asr = clock()
+                t_stage = clock()
                 ok = [j for j, r in enumerate(results) if r.error is None and win_errs[j] is None]
                 try:
                     tr, te = transcribe_items(asr, [good[j].wave for j in ok], [todo[good[j].index].utt_id for j in ok])
@@ -205,11 +218,9 @@ def process(backend: Backend, writer: OutputWriter, todo: List[Utterance], *, cf
                     raise RunStopped(f"{e}. This is not one utterance's fault, so the run stops instead of blaming "
                                      "them; what was done before is committed: fix the cause and run the same "
                                      "command again to resume") from e
-                for j, t_, e_ in zip(ok, tr, te):
-                    texts[j], asr_errs[j] = t_, e_
-                dt = clock() - t_asr
+                texts, asr_errs = _spread(len(good), ok, tr, te)
+                dt = _count_model_time(s, clock() - t_stage)
                 dt_model += dt
-                s.model_seconds += dt
                 s.asr_seconds += dt
             rows, embs, frs, wins = [], [], [], []
             for it, r, wr_, we_, tx, ae in zip(good, results, win_rows, win_errs, texts, asr_errs):
