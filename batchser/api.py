@@ -21,7 +21,7 @@ import numpy as np
 from .audio import TARGET_SR, AudioError, decode_utterance, resample
 from .batching import make_batches
 from .config import RunConfig, RunSummary
-from .corpus import AudioSource, Utterance
+from .records import AudioSource, Utterance
 from .policy import batch_limits, parse_devices, resolve_dtype
 from .store import prediction_columns, utterance_row
 from .worker import MemoryBudget, run_items

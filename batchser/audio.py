@@ -14,7 +14,7 @@ from typing import Iterator, Optional, Tuple
 
 import numpy as np
 
-from .corpus import AudioSource, Utterance
+from .records import AudioSource, Utterance
 
 TARGET_SR = 16000
 PIPE_MAX_BYTES = 2048 << 20  # --pipe-max-mb default: 2 GiB, a 3-hour 48 kHz stereo 16-bit WAV

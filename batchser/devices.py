@@ -12,7 +12,7 @@ from typing import Callable, Dict, Iterable, List, Optional
 
 from .audio import probe_duration
 from .config import RunConfig, RunSummary
-from .corpus import Utterance
+from .records import Utterance
 from .pipeline import Processed
 from .policy import batch_limits, threads_per_device
 from .shards import split

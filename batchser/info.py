@@ -5,7 +5,7 @@ from collections import Counter
 from typing import Dict, List, Optional
 
 from .audio import probe_duration
-from .corpus import Corpus
+from .records import Corpus
 
 BINS = [0, 1, 2, 5, 10, 20, 30, 60, 120, 300, float("inf")]
 

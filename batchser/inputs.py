@@ -20,7 +20,7 @@ import os
 from pathlib import Path
 from typing import Iterable, List, Optional, Sequence
 
-from .corpus import AudioSource, Corpus, CorpusError, ReadError, Utterance
+from .records import AudioSource, Corpus, CorpusError, ReadError, Utterance, table_lines
 
 AUDIO_EXTENSIONS = ("wav", "flac", "mp3", "ogg", "opus", "m4a", "aac", "aiff", "aif", "au", "sph", "webm", "wma")
 LHOTSE_SUFFIXES = (".jsonl", ".jsonl.gz", ".json", ".json.gz")
@@ -92,7 +92,6 @@ def read_folder(path: Path, extensions: Iterable[str] = AUDIO_EXTENSIONS) -> Cor
 def read_path_list(path: Path, audio_root: Optional[str] = None) -> Corpus:
     """A text file of audio paths, one per line (relative ones resolve against ``audio_root``, else
     the current directory, as wav.scp paths do; lines starting with ``#`` are comments)."""
-    from .corpus import table_lines
 
     base = Path(audio_root) if audio_root else Path.cwd()
     paths, lines, errors = [], [], []

@@ -30,7 +30,7 @@ from typing import Dict, Iterator, List, Optional, Tuple
 
 import numpy as np
 
-from .corpus import AudioSource, Corpus, CorpusError, ReadError, Utterance, parse_rxfilename, table_lines
+from .records import AudioSource, Corpus, CorpusError, ReadError, Utterance, parse_rxfilename, table_lines
 from .idtable import BLOCK, SideTable
 from .shards import Shard, contiguous, error_share
 

@@ -15,7 +15,7 @@ from typing import Dict, List, NamedTuple, Optional, Sequence, Tuple
 import numpy as np
 
 from .audio import PIPE_MAX_BYTES, AudioError, cache_recording, decode_utterance
-from .corpus import AudioSource, Utterance
+from .records import AudioSource, Utterance
 from .procs import child_init
 
 FEATURE_SETS = ("prosody", "egemaps")  # --features: interpretable columns computed by the decoders

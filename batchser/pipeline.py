@@ -14,7 +14,7 @@ import numpy as np
 from .audio import TARGET_SR, probe_duration
 from .batching import make_batches
 from .config import RunConfig, RunStopped, RunSummary
-from .corpus import Corpus, Utterance
+from .records import Corpus, Utterance
 from .loader import decoder_count, make_loader, parse_feature_sets
 from .models.base import Backend
 from .policy import batch_limits

@@ -3,9 +3,11 @@
 
     python bench/compare_outputs.py OUT_A OUT_B [--ignore-paths]
 
-Every Parquet table (labels/, errors/, features/, explanations.parquet) is compared row by
-row after sorting by utt_id, every column exactly (floats bit for bit); the embeddings (and
-frame embeddings) of each utterance likewise. ``--ignore-paths`` skips the columns that name
+Every Parquet table (labels/, errors/, features/, timeline/, head_predictions/NAME/,
+explanations.parquet) is compared row by row after sorting by utt_id, every column exactly
+(floats bit for bit); the embeddings (and frame embeddings, and --npy-layout per-utt files) of
+each utterance likewise; settings.json and the text files of a --vad run's vad/ data dir byte
+for byte. ``--ignore-paths`` skips the columns that name
 part files (emb_file, emb_row, frame_file, frame_offset): they differ when parts are cut
 differently (another --part-size, several devices) while the values must not.
 Exit 0 when equal, 1 with the differences listed.
@@ -29,13 +31,36 @@ def table(d: Path, sub: str) -> pd.DataFrame:
     if not files:
         return pd.DataFrame()
     df = pd.concat([pq.read_table(f).to_pandas() for f in files], ignore_index=True)
-    return df.sort_values("utt_id", kind="stable").reset_index(drop=True)
+    keys = [k for k in ("utt_id", "window") if k in df.columns]
+    return df.sort_values(keys, kind="stable").reset_index(drop=True)
+
+
+def tables(a: Path, b: Path):
+    """The tables to compare: the fixed ones, and each head_predictions/NAME/ of either side."""
+    heads = sorted({p.relative_to(d).as_posix() for d in (a, b) for p in (d / "head_predictions").glob("*")
+                    if p.is_dir()})
+    return ["labels", "errors", "features", "timeline", "explanations.parquet"] + heads
+
+
+def same_files(a: Path, b: Path, names) -> list:
+    """Byte-for-byte comparison of small text files present on either side."""
+    out = []
+    for n in names:
+        fa, fb = a / n, b / n
+        if fa.exists() != fb.exists():
+            out.append(f"{n}: only in {'A' if fa.exists() else 'B'}")
+        elif fa.exists() and fa.read_bytes() != fb.read_bytes():
+            out.append(f"{n}: contents differ")
+    return out
 
 
 def rows_of(d: Path, df: pd.DataFrame, col: str, off: str = None, cnt: str = None):
     out = {}
     for r in df.itertuples():
         m = np.load(d / getattr(r, col), mmap_mode="r")
+        if col == "npy_file":
+            out[r.utt_id] = np.asarray(m)
+            continue
         out[r.utt_id] = np.asarray(m[getattr(r, off): getattr(r, off) + getattr(r, cnt)] if off else m[r.emb_row])
     return out
 
@@ -47,7 +72,10 @@ def main() -> int:
     ap.add_argument("--ignore-paths", action="store_true")
     a = ap.parse_args()
     problems = []
-    for sub in ("labels", "errors", "features", "explanations.parquet"):
+    vad = [f"vad/{n}" for n in ("wav.scp", "segments", "utt2spk", "spk2utt", "utt2dur", "reco2dur", "text",
+                                "segment_errors")]
+    problems += same_files(a.a, a.b, ["settings.json"] + vad)
+    for sub in tables(a.a, a.b):
         ta, tb = table(a.a, sub), table(a.b, sub)
         if a.ignore_paths:
             ta, tb = (t.drop(columns=[c for c in t.columns if c in PATH_COLS]) for t in (ta, tb))
@@ -69,6 +97,8 @@ def main() -> int:
             la, lb = table(a.a, sub), table(a.b, sub)
             pairs = [("emb_file", None, None)] + ([("frame_file", "frame_offset", "frame_count")]
                                                   if "frame_file" in la.columns else [])
+            if "npy_file" in la.columns:
+                pairs.append(("npy_file", None, None))
             for col, off, cnt in pairs:
                 ea, eb = rows_of(a.a, la, col, off, cnt), rows_of(a.b, lb, col, off, cnt)
                 bad = [u for u in ea if not np.array_equal(ea[u], eb[u])]

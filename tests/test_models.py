@@ -5,7 +5,8 @@ import pytest
 import torch
 
 from batchser.models import ModelNotAvailable, normalise_label, resolve_model
-from batchser.models.resolve import ALIASES, _hub_and_id, detect_backend
+from batchser.models.registry import detect_backend
+from batchser.models.resolve import ALIASES, _hub_and_id
 from batchser.testmodels import MARKER, emotion2vec_config
 
 

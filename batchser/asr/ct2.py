@@ -23,7 +23,7 @@ from typing import Dict, List, Sequence, Tuple
 
 import numpy as np
 
-from .base import WINDOW_SAMPLES, AsrInfo, AsrModelError, AsrOptions, Transcript, _not_available, resolved_dtype
+from .base import WINDOW_SAMPLES, AsrInfo, AsrModelError, AsrOptions, Transcript, not_available, resolved_dtype
 
 NO_SPEECH_THRESHOLD = 0.6  # faster-whisper's defaults
 LOG_PROB_THRESHOLD = -1.0
@@ -43,7 +43,7 @@ class Ct2Whisper:
         try:
             from faster_whisper import WhisperModel
         except ImportError as e:
-            raise _not_available(f"--asr {path} is a CTranslate2 (faster-whisper) model: pip install 'batchser[asr]' "
+            raise not_available(f"--asr {path} is a CTranslate2 (faster-whisper) model: pip install 'batchser[asr]' "
                                 "(faster-whisper)") from e
         dev, index = _device(device)
         # auto: the saved type on a GPU; float32 on a CPU (what CTranslate2 falls back to there, with a warning)
@@ -53,7 +53,7 @@ class Ct2Whisper:
         except ValueError as e:  # an unsupported compute type on this device
             raise AsrModelError(f"--asr-dtype {opts.dtype}: {e}") from e
         except RuntimeError as e:
-            raise _not_available(f"--asr {path}: CTranslate2 cannot load it as a faster-whisper model: {e}") from e
+            raise not_available(f"--asr {path}: CTranslate2 cannot load it as a faster-whisper model: {e}") from e
         self.opts, self.batch_size = opts, batch_size
         m = self.model
         langs = list(m.supported_languages) if m.model.is_multilingual else ["en"]

@@ -14,7 +14,7 @@ from typing import List, Optional, Sequence
 
 import numpy as np
 
-from .base import WINDOW_SAMPLES, AsrInfo, AsrModelError, AsrOptions, Transcript, _not_available
+from .base import WINDOW_SAMPLES, AsrInfo, AsrModelError, AsrOptions, Transcript, not_available
 
 
 class HfWhisper:
@@ -36,7 +36,7 @@ class HfWhisper:
             self.processor = AutoProcessor.from_pretrained(str(path))
             self.model = WhisperForConditionalGeneration.from_pretrained(str(path), dtype=self.torch_dtype)
         except (OSError, ValueError) as e:
-            raise _not_available(f"--asr {path}: transformers cannot load it as a Whisper model with its processor "
+            raise not_available(f"--asr {path}: transformers cannot load it as a Whisper model with its processor "
                                 f"(tokenizer + feature extractor): {e}") from e
         self.model.to(device).eval()
         self.device, self.opts, self.batch_size = device, opts, batch_size

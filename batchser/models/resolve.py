@@ -1,6 +1,6 @@
-"""Turn a ``--model`` value (alias, hub id or local directory) into a loaded back-end.
+"""Find a ``--model`` (or ``--asr``) value: an alias, hub id or local directory -> a directory.
 
-Resolution order: an existing local directory; else a known alias or hub id, looked up in
+Which back-end a directory is, and loading it: :mod:`.registry`. Resolution order: an existing local directory; else a known alias or hub id, looked up in
 the local hub caches first, then downloaded. With no network and no cached copy we fail at
 once with a message that says how to run offline, instead of letting a hub client retry.
 """
@@ -13,7 +13,6 @@ from pathlib import Path
 from typing import Optional, Tuple
 from urllib.parse import urlparse
 
-from .base import ModelInfo
 
 DEFAULT_MODEL = "emotion2vec_plus_base"
 
@@ -132,49 +131,6 @@ def locate(name: str, hub: str = "auto", revision: Optional[str] = None, what: s
     return f"{h}:{repo_id}", Path(path), False
 
 
-def resolve_model(name: str, hub: str = "auto", revision: Optional[str] = None) -> ModelInfo:
-    """Find the model directory for ``name`` (downloading when needed and possible)."""
-    mid, path, local = locate(name, hub, revision)
-    return ModelInfo(id=mid, path=str(path), backend=detect_backend(path), revision=None if local else revision,
-                     test_model=local and (path / "BATCHSER_TEST_MODEL").exists())
-
-
-def detect_backend(path: Path) -> str:
-    """'emotion2vec' for funasr's layout, 'w2v2-dim' for audEERING's dimensional wav2vec2
-    (config.json naming Wav2Vec2ForSpeechClassification), 'transformers' for any other
-    save_pretrained directory."""
-    path = Path(path)
-    if (path / "config.yaml").exists() and (path / "model.pt").exists():
-        return "emotion2vec"
-    if (path / "model.bin").exists() and (path / "config.json").exists():
-        raise ModelNotAvailable(f"{path} is a CTranslate2 (faster-whisper) speech-recognition model, not an emotion "
-                                "model: pass it as --asr DIR (transcripts beside the emotion labels)")
-    if (path / "config.json").exists():
-        from .w2v2_dim import is_dim_layout
-
-        if _is_asr_config(path / "config.json"):
-            raise ModelNotAvailable(
-                f"{path} is a speech-recognition model (WhisperForConditionalGeneration), not an emotion classifier: "
-                "pass it as --asr MODEL for transcripts; --model takes an emotion model (emotion2vec, or a transformers "
-                "audio classifier such as WhisperForAudioClassification)")
-
-        return "w2v2-dim" if is_dim_layout(path) else "transformers"
-    raise ModelNotAvailable(
-        f"{path} is neither a funasr emotion2vec directory (config.yaml + model.pt) "
-        "nor a transformers directory (config.json)"
-    )
-
-
-def _is_asr_config(cfg: Path) -> bool:
-    import json
-
-    try:
-        c = json.loads(cfg.read_text(encoding="utf-8"))
-    except ValueError:
-        return False
-    return any(a.endswith(("ForConditionalGeneration", "ForCTC", "ForSpeechSeq2Seq")) for a in c.get("architectures") or [])
-
-
 def weights_sha256(path: str) -> Optional[str]:
     """Checksum of the weights file, recorded in the manifest."""
     d = Path(path)
@@ -187,29 +143,3 @@ def weights_sha256(path: str) -> Optional[str]:
                     h.update(chunk)
             return h.hexdigest()
     return None
-
-
-def load_backend(name: str, device: str = "cpu", dtype: str = "float32", hub: str = "auto",
-                 backend: str = "auto", revision: Optional[str] = None, fe_options: Optional[dict] = None):
-    """Resolve ``name`` and build its model worker (``fe_options``: keywords for every
-    feature-extractor call of a transformers model, ``--fe-option``)."""
-    info = resolve_model(name, hub=hub, revision=revision)
-    kind = info.backend if backend == "auto" else backend
-    info.backend = kind
-    info.sha256 = weights_sha256(info.path)
-    if fe_options and kind == "emotion2vec":
-        raise ValueError("--fe-option: emotion2vec has no feature extractor (it takes the waveform itself); "
-                         "the options are for transformers models")
-    if kind == "emotion2vec":
-        from .emotion2vec import Emotion2vecBackend
-
-        return Emotion2vecBackend(info.path, device=device, dtype=dtype, info=info)
-    if kind == "transformers":
-        from .hf import TransformersBackend
-
-        return TransformersBackend(info.path, device=device, dtype=dtype, info=info, fe_options=fe_options)
-    if kind == "w2v2-dim":
-        from .w2v2_dim import DimensionalBackend
-
-        return DimensionalBackend(info.path, device=device, dtype=dtype, info=info, fe_options=fe_options)
-    raise ModelNotAvailable(f"unknown back-end {kind!r} (supported: emotion2vec, transformers, w2v2-dim)")

@@ -143,7 +143,7 @@ def per_utt_name(utt_id: str) -> str:
     short hash (so two ids that sanitise alike never share a file). Never escapes its directory."""
     import hashlib
 
-    from ..corpus import safe_filename
+    from ..records import safe_filename
 
     safe = safe_filename(utt_id)
     if safe == utt_id:
