@@ -6,8 +6,9 @@
     pred.labels        # DataFrame: the labels/ columns (utt_id, duration, label, score, score_<class>...)
     pred.embeddings    # (n, dim) float32, row i = labels row i = input i
 
-``predict`` decodes, buckets and batches exactly as ``batchser run`` does (same decoder, same
-windows for long inputs, same back-ends), so its numbers equal a run's on the same audio.
+``predict`` decodes, buckets and batches exactly as ``batchser run`` does and scores each batch
+with the same core (``batchser.scoring.score``: same stages, same windows for long inputs, same
+back-ends), so its numbers equal a run's on the same audio.
 """
 from __future__ import annotations
 
@@ -23,8 +24,9 @@ from .batching import make_batches
 from .config import RunConfig, RunSummary
 from .records import AudioSource, Utterance
 from .policy import batch_limits, parse_devices, resolve_dtype
-from .store import prediction_columns, utterance_row
-from .worker import MemoryBudget, run_items
+from .columns import BASE_FIELDS
+from .scoring import AsrStage, EmotionStage, Scored, fields_of, score
+from .worker import MemoryBudget
 
 Audio = Union[str, os.PathLike, np.ndarray]
 
@@ -107,11 +109,12 @@ class EmotionRecognizer:
         self.batch_seconds, self.max_batch_size = batch_limits(self.device, batch_seconds, max_batch_size)
         self.max_seconds, self.long_audio = max_seconds, long_audio
         self.budget = MemoryBudget()
-        self.asr = None
+        self.asr = self.asr_options = None
         if asr is not None:
             from .asr import as_options, load_asr
 
-            self.asr = load_asr(as_options(asr), device=self.device, hub=hub)
+            self.asr_options = as_options(asr)
+            self.asr = load_asr(self.asr_options, device=self.device, hub=hub)
 
     def _wave(self, x: Audio, i: int, sampling_rate: Optional[int]) -> np.ndarray:
         if isinstance(x, np.ndarray):
@@ -150,28 +153,27 @@ class EmotionRecognizer:
         names = list(ids) if ids is not None else [
             Path(x).stem if not isinstance(x, np.ndarray) else str(i) for i, x in enumerate(items)]
         waves = [self._wave(x, i, sampling_rate) for i, x in enumerate(items)]
-        batches = make_batches([len(w) / TARGET_SR for w in waves], self.batch_seconds, self.max_batch_size)
+        stages = self.stages(frames)
         rows: List[Optional[dict]] = [None] * len(waves)
         embs: List[Optional[np.ndarray]] = [None] * len(waves)
         frs: List[Optional[np.ndarray]] = [None] * len(waves)
-        for b in batches:
-            res, _, _ = run_items(self.backend, [waves[i] for i in b], frames=frames,
-                                  max_samples=int(self.max_seconds * TARGET_SR), long_audio=self.long_audio,
-                                  budget=self.budget)
-            texts = self.asr.transcribe([waves[i] for i in b]) if self.asr is not None else [None] * len(b)
-            for i, r, t in zip(b, res, texts):
-                if r.error is not None:
-                    raise AudioError(f"input {i} ({names[i]}): {r.error}")
-                u = Utterance(utt_id=names[i], rec_id=names[i], source=AudioSource("file", ""))
-                rows[i] = {**utterance_row(u, len(waves[i]) / TARGET_SR, with_ref=False),
-                           **prediction_columns(self.labels, r.scores, self.head_kind, self.threshold),
-                           **({"text": t.text, "language": t.language} if t is not None else {})}
-                embs[i], frs[i] = r.embedding, r.frames
-        u0 = Utterance(utt_id="", rec_id="", source=AudioSource("file", ""))
-        columns = list({**utterance_row(u0, 0.0, with_ref=False), **prediction_columns(
-            self.labels, np.ones(len(self.labels)) if self.labels else None, self.head_kind)})
-        if self.asr is not None:
-            columns += ["text", "language"]
-        df = pd.DataFrame(rows, columns=columns)
+        for b in make_batches([len(w) / TARGET_SR for w in waves], self.batch_seconds, self.max_batch_size):
+            utts = [Utterance(utt_id=names[i], rec_id=names[i], source=AudioSource("file", "")) for i in b]
+            res = score(stages, [Scored(u, waves[i]) for u, i in zip(utts, b)], with_ref=False)
+            if res.errors:
+                k = [u.utt_id for u in utts].index(res.errors[0][0])
+                raise AudioError(f"input {b[k]} ({names[b[k]]}): {res.errors[0][2]}")
+            for i, row, e, f in zip(b, res.rows, res.embeddings, res.frames):
+                rows[i], embs[i], frs[i] = row, e, f
+        predictions, _, _ = fields_of(stages)
+        df = pd.DataFrame(rows, columns=[n for n, _ in BASE_FIELDS + predictions])
         emb = np.stack(embs).astype(np.float32) if embs else np.zeros((0, self.backend.embed_dim), np.float32)
         return Prediction(df, emb, frs if frames else None)
+
+    def stages(self, frames: bool = False) -> list:
+        """The scoring stages of this recogniser (``batchser.scoring``), as a run builds them."""
+        stages = [EmotionStage(self.backend, frames=frames, max_seconds=self.max_seconds, long_audio=self.long_audio,
+                               threshold=self.threshold, budget=self.budget, dtype=self.dtype)]
+        if self.asr is not None:
+            stages.append(AsrStage(self.asr, self.asr_options, self.device))
+        return stages

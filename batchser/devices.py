@@ -11,37 +11,32 @@ from dataclasses import asdict
 from typing import Callable, Dict, Iterable, List, Optional
 
 from .audio import probe_duration
-from .config import RunConfig, RunSummary
+from .config import RunSummary
 from .records import Utterance
 from .pipeline import Processed
-from .policy import batch_limits, threads_per_device
+from .policy import threads_per_device
 from .shards import split
 
 
-def _device_main(cfg: RunConfig, out: str, device: str, dtype: str, work_q, ns: str,
-                 writer_args: Dict, with_ref: bool, n_devices: int, counter, result_q) -> None:
+def _device_main(plan, out: str, device: str, work_q, ns: str, writer_args: Dict, with_ref: bool, counter,
+                 result_q) -> None:
     """One device's shares (from ``work_q`` until None), in its own process (spawned: CUDA
-    cannot be forked)."""
+    cannot be forked), with the run's plan (``batchser.plan.RunPlan``)."""
     from .procs import set_parent_death_signal, terminate_as_interrupt
 
     set_parent_death_signal()  # SIGTERM when the parent dies: the share stops, committing what it did
     try:
         import torch
 
-        torch.set_num_threads(threads_per_device(n_devices))  # the cores shared among the device processes
+        torch.set_num_threads(threads_per_device(len(plan.devices)))  # the cores shared among the device processes
         if device.startswith("cuda"):
             torch.cuda.set_device(torch.device(device))  # kernels and caches on this process's GPU only
-        from .models import load_backend
         from .pipeline import process
+        from .plan import emotion_stage
         from .store import OutputWriter
 
-        backend = load_backend(cfg.model, device=device, dtype=dtype, hub=cfg.hub, backend=cfg.backend,
-                               fe_options=cfg.fe_options)
-        asr = None
-        if cfg.asr is not None:
-            from .asr import load_asr
-
-            asr = load_asr(cfg.asr, device=device, hub=cfg.hub)
+        stages = plan.load_stages(device)
+        feed = plan.feed(device, min_samples=emotion_stage(stages).backend.min_samples, with_ref=with_ref)
         writer = OutputWriter(out, namespace=ns, **writer_args)
 
         def progress(n, secs):
@@ -52,8 +47,7 @@ def _device_main(cfg: RunConfig, out: str, device: str, dtype: str, work_q, ns: 
         try:
             with terminate_as_interrupt():
                 while (utts := work_q.get()) is not None:
-                    n_batches += process(backend, writer, utts, cfg=cfg, device=device, with_ref=with_ref,
-                                         progress=progress, n_devices=n_devices, summary=summary, asr=asr).n_batches
+                    n_batches += process(stages, writer, utts, feed=feed, progress=progress, summary=summary).n_batches
         finally:
             try:
                 writer.flush()  # commit what this share computed, whatever stopped it
@@ -66,13 +60,14 @@ def _device_main(cfg: RunConfig, out: str, device: str, dtype: str, work_q, ns: 
         result_q.put((ns, f"{type(e).__name__}: {e}\n{traceback.format_exc()}", None, 0))
 
 
-def run_on_devices(cfg: RunConfig, devices: List[str], *, out: str, dtype: str, chunks: Iterable[List[Utterance]],
-                   writer_args: Dict, with_ref: bool, on_progress: Optional[Callable[[int], None]] = None,
+def run_on_devices(plan, *, out: str, chunks: Iterable[List[Utterance]], writer_args: Dict, with_ref: bool,
+                   on_progress: Optional[Callable[[int], None]] = None,
                    log: Callable[[str], None] = print) -> Processed:
-    """Run ``chunks`` (lists of utterances to do) on ``devices`` at once; the returned summary
-    adds up the devices' summaries."""
+    """Run ``chunks`` (lists of utterances to do) on the plan's devices at once; the returned
+    summary adds up the devices' summaries."""
     import multiprocessing as mp
 
+    devices = plan.devices
     ctx = mp.get_context("spawn")
     counter = ctx.Value("i", 0)
     result_q = ctx.Queue()
@@ -82,11 +77,11 @@ def run_on_devices(cfg: RunConfig, devices: List[str], *, out: str, dtype: str, 
     procs = []
     log(f"running on {len(devices)} devices: {', '.join(devices)}")
     for k, dev in enumerate(devices):
-        p = ctx.Process(target=_device_main, args=(cfg, out, dev, dtype, work_qs[k], f"d{k}", writer_args, with_ref,
-                                                   len(devices), counter, result_q), daemon=False)
+        p = ctx.Process(target=_device_main, args=(plan, out, dev, work_qs[k], f"d{k}", writer_args, with_ref,
+                                                   counter, result_q), daemon=False)
         p.start()
         procs.append(p)
-    res = Processed(RunSummary(), 0, *batch_limits(devices[0], cfg.batch_seconds, cfg.max_batch_size))
+    res = Processed(RunSummary(), 0, *plan.limits(devices[0]))
     seen = got = 0
 
     def report() -> None:

@@ -1,4 +1,5 @@
-"""``batchser features``: prosody and/or eGeMAPS columns, no model: reader -> loader (decoders) -> writer.
+"""``batchser features``: prosody and/or eGeMAPS columns, no model: reader -> loader (decoders) ->
+scoring core (the features stage alone) -> writer.
 
 Writes OUT/features/part-*.parquet, OUT/errors/ and OUT/explanations.parquet through the same
 writer as ``batchser run``; a re-run skips utterances already written.
@@ -9,13 +10,14 @@ import time
 from pathlib import Path
 from typing import Callable, Optional, Sequence
 
-from .audio import TARGET_SR, probe_duration
-from .batching import make_batches
+from .audio import PIPE_MAX_BYTES
 from .config import RunSummary
 from .corpus import CorpusError, read_corpus
-from .loader import decoder_count, make_loader
-from .pipeline import settle_read_errors
-from .store import OutputLock, check_claimable, committed_ids, features_writer, layout, utterance_row, write_explanations
+from .loader import decoder_count
+from .pipeline import Feed, process, settle_read_errors
+from .prosody import explanations
+from .scoring import FeaturesStage
+from .store import OutputLock, check_claimable, committed_ids, features_writer, layout, write_explanations
 
 # decoding and Praat's pitch tracker cost the same per second of audio whatever the batch: these
 # only bound how much decoded audio waits in memory
@@ -43,31 +45,21 @@ def run_features(input_path: str, out_dir: str, *, audio_root: Optional[str] = N
 def _features(corpus, out_dir: str, *, t0: float, num_workers: int, pipe_timeout: float, part_size: int,
               features: Sequence[str]) -> RunSummary:
     with_ref = any(u.ref_label for u in corpus.utterances)
-    writer = features_writer(out_dir, with_ref=with_ref, part_size=part_size, features=features)
+    stage = FeaturesStage(features)
+    writer = features_writer(out_dir, annotations=stage.annotation_fields, with_ref=with_ref, part_size=part_size,
+                             settings={"features": ",".join(features)} if tuple(features) != ("prosody",) else None)
     todo, n_err, n_skip = settle_read_errors(corpus, writer)
     s = RunSummary(n_input=corpus.n_input, n_errors=n_err, n_skipped=n_skip)
-    batches = make_batches([probe_duration(u) for u in todo], BATCH_SECONDS, MAX_BATCH)
-    loader = make_loader(todo, batches, pipe_timeout=pipe_timeout, min_samples=MIN_SAMPLES, features=features,
-                         num_decoders=decoder_count(num_workers))
+    feed = Feed(BATCH_SECONDS, MAX_BATCH, min_samples=MIN_SAMPLES, features=tuple(features),
+                num_decoders=decoder_count(num_workers), pipe_timeout=pipe_timeout, pipe_max_bytes=PIPE_MAX_BYTES,
+                with_ref=with_ref)
     try:
-        for items in loader:
-            for it in items:
-                u = todo[it.index]
-                if it.error is not None:
-                    writer.add_error(u.utt_id, "decode", it.error)
-                    s.n_errors += 1
-                    continue
-                if it.warning is not None:
-                    s.warnings.append(it.warning)
-                dur = len(it.wave) / TARGET_SR
-                writer.add_rows([{**utterance_row(u, dur, with_ref=with_ref, cut_short=it.cut_short), **it.features}])
-                s.n_ok += 1
-                s.audio_seconds += dur
+        process([stage], writer, todo, feed=feed, summary=s)
     finally:
         writer.flush()
     writer.ensure_errors_part()
     if "prosody" in features:
-        write_explanations(out_dir, table=layout.FEATURES)
+        write_explanations(out_dir, explain=explanations, table=layout.FEATURES)
     inputs = {u.utt_id for u in corpus.utterances} | {e.utt_id for e in corpus.errors}
     s.n_failed_total = len(committed_ids(out_dir, layout.FEATURES)[1] & inputs)
     s.wall_seconds = time.time() - t0

@@ -366,44 +366,15 @@ def format_cv(meta: Dict) -> str:
 
 def apply_head(out_dir: str, head_dir: str) -> Dict:
     """``batchser apply-head``: the head on OUT's stored embeddings, without running the model,
-    into OUT/head_predictions/NAME/part-*.parquet (one part per labels part, same name, each
-    written atomically). Idempotent: parts already written by this same head are kept, so a
-    second call only adds the parts of labels parts that appeared since (a resumed run)."""
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-
-    from .store import atomic, layout, open_results
+    into OUT/head_predictions/NAME/ through the store (``store.write_head_predictions``: one part
+    per labels part, atomic, idempotent)."""
+    from .store import open_results, write_head_predictions
+    from .store.head_predictions import embedding_dim
 
     res = open_results(out_dir)
     head = load_head(head_dir)
     model = res.manifest.get("model") or {}
-    parts = layout.parts(res.dir, layout.LABELS)
-    dim = int(np.load(res.dir / layout.EMBEDDINGS / f"{parts[0].stem}.npy", mmap_mode="r").shape[1]) if parts else -1
-    head.check(model_sha256=model.get("weights_sha256"), dim=dim, model_id=str(model.get("id")))
-    dest = res.dir / layout.HEAD_PREDICTIONS / head.name
-    src = dest / "source.json"
-    sha = head.meta.get("weights_sha256")
-    if src.exists():
-        old = json.loads(src.read_text(encoding="utf-8"))
-        if old.get("weights_sha256") != sha:
-            raise ValueError(f"{dest} holds the predictions of another head named {head.name!r} ({old.get('head')}); "
-                             "retrain with another --name, or delete that directory")
-    dest.mkdir(parents=True, exist_ok=True)
-    atomic.write_text(src, json.dumps({"head": str(Path(head_dir).resolve()), "weights_sha256": sha}, indent=2) + "\n")
-    schema = layout.head_predictions_schema(head.name, head.labels)
-    written = kept = rows = 0
-    for p in parts:
-        target = dest / f"{p.stem}.parquet"
-        if target.exists():
-            kept += 1
-            continue
-        ids = pq.read_table(p, columns=["utt_id"]).column("utt_id").to_pylist()
-        emb = np.load(res.dir / layout.EMBEDDINGS / f"{p.stem}.npy")
-        cols = head.columns(head.predict(emb)) if len(ids) else []
-        atomic.save_parquet(target, pa.Table.from_pylist([{"utt_id": u, **c} for u, c in zip(ids, cols)], schema=schema))
-        written += 1
-        rows += len(ids)
-    for f in dest.glob("part-*.parquet"):  # parts of labels parts that no longer exist (a new merge)
-        if not (res.dir / layout.LABELS / f.name).exists():
-            f.unlink()
-    return {"head": head.name, "dir": str(dest), "parts_written": written, "parts_kept": kept, "rows_written": rows}
+    head.check(model_sha256=model.get("weights_sha256"), dim=embedding_dim(res.dir), model_id=str(model.get("id")))
+    source = {"head": str(Path(head_dir).resolve()), "weights_sha256": head.meta.get("weights_sha256")}
+    return write_head_predictions(res.dir, name=head.name, classes=head.labels, source=source,
+                                  predict=lambda e: head.columns(head.predict(e)))

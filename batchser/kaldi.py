@@ -233,6 +233,16 @@ class KaldiStream:
                 gc.enable()
 
     def _index_lines(self) -> Optional[np.ndarray]:
+        """Pass 1: hash every line's id, find the duplicates, measure each unit's audio and, with a
+        shard, pick the lines of this task. Returns this task's id hashes (None: no shard)."""
+        h1, code, line_secs, secs, unknown = self._scan_lines()
+        return self._share_lines(h1, code, line_secs, secs, unknown)
+
+    def _scan_lines(self):
+        """Every line once: (id hashes, unit codes, per-line seconds blocks, per-recording seconds
+        and unknown-duration counts with segments)."""
+        secs: List[float] = []
+        unknown: List[int] = []
         if self.segments is not None:
             self._read_recordings()
             rec_no = {r: i for i, r in enumerate(self.recs)}
@@ -299,6 +309,11 @@ class KaldiStream:
                 self._index_block(block_ids, block_good, h1, line_secs)
         if block_ids:
             self._index_block(block_ids, block_good, h1, line_secs)
+        return h1, code, line_secs, secs, unknown
+
+    def _share_lines(self, h1: array, code: array, line_secs: List[np.ndarray], secs: List[float],
+                     unknown: List[int]) -> Optional[np.ndarray]:
+        n_shares = self.shard.count if self.shard else 1
         self.n_lines = len(code)
         h = np.frombuffer(h1, dtype=np.int64) if len(h1) else np.zeros(0, dtype=np.int64)
         c = np.frombuffer(code, dtype=np.int32) if len(code) else np.zeros(0, dtype=np.int32)

@@ -89,9 +89,6 @@ def plot_recording(out_dir: str | os.PathLike, rec: str, png: str | os.PathLike,
     import matplotlib
 
     matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    from matplotlib.ticker import FuncFormatter, MultipleLocator
-
     from .store import open_results, score_column, value_column
 
     res = open_results(out_dir)
@@ -128,6 +125,16 @@ def plot_recording(out_dir: str | os.PathLike, rec: str, png: str | os.PathLike,
     elif n_segments > MAX_BARS:  # thinner than a pixel or two: the mean over equal bins instead
         start, end, scores, width_s = _bins(start, end, scores, total, MAX_BARS)
         binned = f"; mean scores over {width_s:.0f}-s bins"
+    return _draw(Path(png), rec, kind, labels, start, end, scores, total=total, speech=speech, n_segments=n_segments,
+                 binned=binned)
+
+
+def _draw(png: Path, rec: str, kind: str, labels: List[str], start: np.ndarray, end: np.ndarray, scores: np.ndarray,
+          *, total: float, speech: float, n_segments: int, binned: str) -> Path:
+    """The figure: class scores (or values) over time above the top-class band."""
+    import matplotlib.pyplot as plt
+    from matplotlib.ticker import FuncFormatter, MultipleLocator
+
     top = np.array(labels)[scores.argmax(1)]
     cmap = plt.get_cmap("tab10" if len(labels) <= 10 else "tab20")
     colors = {l: cmap(i % cmap.N) for i, l in enumerate(labels)}
@@ -169,7 +176,6 @@ def plot_recording(out_dir: str | os.PathLike, rec: str, png: str | os.PathLike,
     ax.legend(loc="upper left", bbox_to_anchor=(1.005, 1.0), fontsize=9, frameon=False,
               title="dimension" if kind == "regression" else "class")
     fig.subplots_adjust(left=0.06, right=0.87, top=0.9, bottom=0.14)
-    png = Path(png)
     png.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(png, dpi=110)
     plt.close(fig)

@@ -497,7 +497,7 @@ def test_multi_device_parent_loads_the_recogniser_for_metadata_in_the_cpu_dtype(
     on the CPU, where float16 is refused: it must take the CPU's dtype, not the user's."""
     from batchser.asr import AsrOptions
     from batchser.config import RunConfig
-    from batchser.runner import _load_asr
+    from batchser.plan import load_recogniser as _load_asr
 
     cfg = RunConfig(input="x", out=str(tmp_path / "o"), asr=AsrOptions(model=str(hf_asr_dirs["en"]), dtype="float16"))
     eng = _load_asr(cfg, ["cuda:0", "cuda:1"], log=lambda *_: None)

@@ -101,42 +101,6 @@ def resolve_model(name: str, hub: str = "auto", revision: Optional[str] = None) 
                      test_model=local and (path / "BATCHSER_TEST_MODEL").exists())
 
 
-def detect_backend(path: Path) -> str:
-    """'emotion2vec' for funasr's layout, 'w2v2-dim' for audEERING's dimensional wav2vec2
-    (config.json naming Wav2Vec2ForSpeechClassification), 'transformers' for any other
-    save_pretrained directory."""
-    path = Path(path)
-    if (path / "config.yaml").exists() and (path / "model.pt").exists():
-        return "emotion2vec"
-    if (path / "model.bin").exists() and (path / "config.json").exists():
-        raise ModelNotAvailable(f"{path} is a CTranslate2 (faster-whisper) speech-recognition model, not an emotion "
-                                "model: pass it as --asr DIR (transcripts beside the emotion labels)")
-    if (path / "config.json").exists():
-        from .w2v2_dim import is_dim_layout
-
-        if _is_asr_config(path / "config.json"):
-            raise ModelNotAvailable(
-                f"{path} is a speech-recognition model (WhisperForConditionalGeneration), not an emotion classifier: "
-                "pass it as --asr MODEL for transcripts; --model takes an emotion model (emotion2vec, or a transformers "
-                "audio classifier such as WhisperForAudioClassification)")
-
-        return "w2v2-dim" if is_dim_layout(path) else "transformers"
-    raise ModelNotAvailable(
-        f"{path} is neither a funasr emotion2vec directory (config.yaml + model.pt) "
-        "nor a transformers directory (config.json)"
-    )
-
-
-def _is_asr_config(cfg: Path) -> bool:
-    import json
-
-    try:
-        c = json.loads(cfg.read_text(encoding="utf-8"))
-    except ValueError:
-        return False
-    return any(a.endswith(("ForConditionalGeneration", "ForCTC", "ForSpeechSeq2Seq")) for a in c.get("architectures") or [])
-
-
 def load_backend(name: str, device: str = "cpu", dtype: str = "float32", hub: str = "auto",
                  backend: str = "auto", revision: Optional[str] = None, fe_options: Optional[dict] = None):
     """Resolve ``name`` and build its model worker (``fe_options``: keywords for every

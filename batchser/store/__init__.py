@@ -2,9 +2,10 @@
 
 * :mod:`.layout` names, part numbering and table schemas;
 * :mod:`.atomic` whole-file-or-nothing writes;
-* :mod:`.writer` the writer (parts, atomic commit, resume scan, row building);
+* :mod:`.writer` the writer (parts, atomic commit, resume scan);
 * :mod:`.results` the reader, ``open_results``;
-* :mod:`.manifest` settings and manifest contents;
+* :mod:`.manifest` the manifest's contents;
+* :mod:`.head_predictions` apply-head's tables (``head_predictions/NAME/``);
 * :mod:`.merging` joining array-job shards (`merge`);
 * :mod:`.explanations` the prosody explanations table;
 * :mod:`.export` the Kaldi forms (``batchser export``);
@@ -15,9 +16,10 @@ from .lock import OutputBusy, OutputLock
 from .layout import score_column, shard_dir, value_column
 from .merging import MergeError, merge, shard_status
 from .results import Results, open_results
-from .writer import OutputWriter, PartWriter, committed_ids, committed_table, count_rows, features_writer, prediction_columns, utterance_row
+from .writer import OutputWriter, PartWriter, committed_ids, committed_table, count_rows, features_writer
 from .explanations import write_explanations
+from .head_predictions import write_head_predictions
 
 __all__ = ["ForeignDirectory", "OutputBusy", "OutputLock", "check_claimable", "clear_ours", "MergeError", "OutputWriter", "PartWriter", "Results", "committed_ids", "committed_table", "count_rows", "features_writer", "merge",
-           "open_results", "prediction_columns", "score_column", "shard_dir", "shard_status", "utterance_row", "value_column",
-           "write_explanations"]
+           "open_results", "score_column", "shard_dir", "shard_status", "value_column",
+           "write_explanations", "write_head_predictions"]

@@ -8,17 +8,17 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Callable
 
 from . import atomic, layout
 
 
-def write_explanations(out_dir: str | os.PathLike, table: str = layout.LABELS) -> None:
-    """(Re)write OUT/explanations.parquet (utt_id, explanation, baseline) from ``table``'s prosody columns."""
+def write_explanations(out_dir: str | os.PathLike, *, explain: Callable, table: str = layout.LABELS) -> None:
+    """(Re)write OUT/explanations.parquet from ``table``'s prosody columns: ``explain`` (the
+    prosody module's ``explanations``) turns the table into (utt_id, explanation, baseline)."""
     import pandas as pd
     import pyarrow as pa
     import pyarrow.parquet as pq
-
-    from ..prosody import explanations
 
     parts = layout.parts(Path(out_dir), table)
     if not parts:
@@ -27,4 +27,4 @@ def write_explanations(out_dir: str | os.PathLike, table: str = layout.LABELS) -
     if df.empty or "f0_median_st" not in df.columns:
         return
     atomic.save_parquet(Path(out_dir) / layout.EXPLANATIONS,
-                        pa.Table.from_pandas(explanations(df), preserve_index=False))
+                        pa.Table.from_pandas(explain(df), preserve_index=False))

@@ -28,6 +28,9 @@ from typing import Optional, Sequence
 
 import pyarrow as pa
 
+from ..columns import (BASE_FIELDS, REF_FIELDS, Fields, head_fields,  # noqa: F401 (names for readers)
+                       score_column, value_column)
+
 LABELS, EMBEDDINGS, FRAMES, NPY, ERRORS, FEATURES = "labels", "embeddings", "frames", "npy", "errors", "features"
 SETTINGS, MANIFEST, EXPLANATIONS = "settings.json", "manifest.json", "explanations.parquet"
 SHARDS, CACHE, EVAL, VAD, TIMELINE = "shards", ".cache", "eval", "vad", "timeline"
@@ -55,87 +58,40 @@ def summary_path(out: Path, by: str, suffix: str = ".parquet") -> Path:
     return Path(out) / f"summary_by_{by}{suffix}"
 
 
-def score_column(label: str) -> str:
-    return f"score_{label}"
-
-
-def value_column(name: str) -> str:
-    """A regression head's output (``value_arousal``)."""
-    return f"value_{name}"
-
-
-def prediction_fields(labels: Sequence[str], head_kind: str = "single_label"):
-    """label, score, then one column per class (``score_<class>``) or dimension (``value_<name>``).
-
-    ``label``/``score`` are always there (null where the head gives no single label: regression,
-    multi-label without a threshold, no head), so queries over several runs line up."""
-    fields = [("label", pa.string()), ("score", pa.float32())]
-    col = value_column if head_kind == "regression" else score_column
-    return fields + [(col(l), pa.float32()) for l in labels]
-
-
 ERROR_SCHEMA = pa.schema([("utt_id", pa.string()), ("stage", pa.string()), ("message", pa.string())])
 
-# the columns every row of labels/ and features/ starts with: where the utterance is
-BASE_FIELDS = [("utt_id", pa.string()), ("rec_id", pa.string()), ("spk", pa.string()),
-               ("start", pa.float64()), ("end", pa.float64()), ("duration", pa.float64())]
 
-
-def labels_schema(labels: Sequence[str], *, frames: bool, with_ref: bool, per_utt: bool = False,
-                  features: Sequence[str] = (), head_kind: str = "single_label",
-                  heads: Sequence = (), asr: bool = False) -> pa.Schema:
-    fields = BASE_FIELDS + prediction_fields(labels, head_kind)
-    if asr:  # run --asr: the transcript (stripped) and its language (detected, given, or the model's only one)
-        fields += [("text", pa.string()), ("language", pa.string())]
+def labels_schema(*, predictions: Fields, annotations: Fields = (), frames: bool, with_ref: bool,
+                  per_utt: bool = False) -> pa.Schema:
+    """The labels table: where the utterance is, what the model(s) predicted (``predictions``:
+    the emotion model's columns, a transcript), where its arrays are, then the columns computed
+    beside the prediction (``annotations``: features, trained heads), then the reference label.
+    The run's stages declare ``predictions`` and ``annotations`` (``batchser.scoring``)."""
+    fields = BASE_FIELDS + list(predictions)
     fields += [("model", pa.string()), ("emb_file", pa.string()), ("emb_row", pa.int64())]
     if frames:
         fields += [("frame_file", pa.string()), ("frame_offset", pa.int64()), ("frame_count", pa.int64())]
     if per_utt:
         fields += [("npy_file", pa.string())]
-    fields += feature_fields(features)
-    for name, classes in heads:  # run --head: a trained head's prediction beside the model's own
-        fields += head_fields(name, classes)
+    fields += list(annotations)
     if with_ref:
-        fields += [("ref_label", pa.string())]
+        fields += REF_FIELDS
     return pa.schema(fields)
 
 
-def timeline_schema(labels: Sequence[str], head_kind: str = "single_label") -> pa.Schema:
-    """One row per window: where it is (recording time, seconds), then the prediction columns."""
-    fields = [("utt_id", pa.string()), ("rec_id", pa.string()), ("spk", pa.string()), ("window", pa.int32()),
-              ("start", pa.float64()), ("end", pa.float64())]
-    return pa.schema(fields + prediction_fields(labels, head_kind))
-
-
-def head_fields(name: str, classes: Sequence[str]):
-    """``head_<name>_label``, ``head_<name>_score`` (the top class), ``head_<name>_score_<class>``."""
-    return ([(f"head_{name}_label", pa.string()), (f"head_{name}_score", pa.float32())]
-            + [(f"head_{name}_score_{c}", pa.float32()) for c in classes])
+def timeline_schema(window_fields: Fields) -> pa.Schema:
+    """One row per window, its columns as the timeline stage declares them: where it is
+    (``columns.WINDOW_FIELDS``: recording time, seconds), then the prediction columns."""
+    return pa.schema(list(window_fields))
 
 
 def head_predictions_schema(name: str, classes: Sequence[str]) -> pa.Schema:
     return pa.schema([("utt_id", pa.string())] + head_fields(name, classes))
 
 
-def features_schema(*, with_ref: bool, features: Sequence[str] = ("prosody",)) -> pa.Schema:
+def features_schema(*, annotations: Fields, with_ref: bool) -> pa.Schema:
     """``batchser features``: where the utterance is, its feature columns, its reference label."""
-    return pa.schema(BASE_FIELDS + feature_fields(features) + ([("ref_label", pa.string())] if with_ref else []))
-
-
-def feature_fields(features: Sequence[str]):
-    """The columns of the feature sets (``--features``): prosody's, then eGeMAPS' 88."""
-    fields = prosody_fields() if "prosody" in features else []
-    if "egemaps" in features:
-        from ..egemaps import columns
-
-        fields += [(c, pa.float64()) for c in columns()]
-    return fields
-
-
-def prosody_fields():
-    from ..prosody import COLUMNS
-
-    return [(c, pa.float64()) for c in COLUMNS]
+    return pa.schema(BASE_FIELDS + list(annotations) + (REF_FIELDS if with_ref else []))
 
 
 def per_utt_name(utt_id: str) -> str:

@@ -1,4 +1,5 @@
-"""settings.json (what changes results) and manifest.json (what ran) of an output directory."""
+"""manifest.json (what ran) of an output directory; settings.json's contents come from the run's
+plan and stages (``batchser.plan.RunPlan.settings``)."""
 from __future__ import annotations
 
 import platform
@@ -17,33 +18,6 @@ def versions() -> Dict[str, str]:
         except metadata.PackageNotFoundError:
             pass
     return out
-
-
-def run_settings(cfg, info, labels: List[str], dtype: str, head_kind: str = "single_label", asr_info=None,
-                 device: str = "cpu") -> Dict:
-    """What changes results: resuming a directory with anything else is refused (keys added
-    later are left out at their default value, so older directories still resume)."""
-    extra = {}
-    if head_kind not in ("single_label", "none"):
-        extra["head_kind"] = head_kind
-    if getattr(cfg, "threshold", None) is not None:
-        extra["threshold"] = cfg.threshold
-    if getattr(cfg, "heads", None):
-        from ..heads import load_heads
-
-        extra["heads"] = [{"name": h.name, "weights_sha256": h.meta.get("weights_sha256")} for h in load_heads(cfg.heads)]
-    if getattr(cfg, "fe_options", None):
-        extra["fe_options"] = dict(sorted(cfg.fe_options.items()))
-    if asr_info is not None:  # --asr: the recogniser's weights and the options that change a transcript
-        extra["asr"] = {**cfg.asr.settings(asr_info.engine, device), "model": asr_info.sha256 or asr_info.id}
-    return {**extra,
-        "model": info.sha256 or info.id, "backend": info.backend, "labels": labels,
-        "dtype": dtype, "granularity": cfg.granularity, "emb_dtype": cfg.emb_dtype,
-        "max_seconds": cfg.max_seconds, "long_audio": cfg.long_audio, "npy_layout": cfg.npy_layout,
-        "features": cfg.features,
-        "vad": cfg.vad.to_dict() if getattr(cfg, "vad", None) is not None else None,
-        "timeline": cfg.timeline.to_list() if getattr(cfg, "timeline", None) is not None else None,
-    }
 
 
 def device_name(device: str) -> str:

@@ -17,9 +17,10 @@ import os
 import re
 import shutil
 from pathlib import Path
-from typing import Dict, Tuple
+from typing import Callable, Dict, Optional, Tuple
 
 from . import atomic, layout
+from .explanations import write_explanations
 from .layout import PART_RE
 
 SHARD_DIR_RE = re.compile(r"^shard-(\d{4,})-of-(\d{4,})$")
@@ -157,8 +158,11 @@ def _totals(out: Path, inputs: int) -> Dict:
             "audio_hours": secs / 3600.0}
 
 
-def merge(out: str | os.PathLike) -> Dict:
-    """Check every shard finished, then link all parts into OUT as one dataset. Re-running is harmless."""
+def merge(out: str | os.PathLike, *, explain: Optional[Callable] = None) -> Dict:
+    """Check every shard finished, then link all parts into OUT as one dataset. Re-running is harmless.
+
+    ``explain``: prosody's ``explanations`` (the CLI's merge passes it): OUT/explanations.parquet
+    is recomputed over all shards, whose speaker baselines need every shard's utterances."""
     import contextlib
 
     from .lock import OutputLock
@@ -190,9 +194,8 @@ def merge(out: str | os.PathLike) -> Dict:
         _swap_in(out, staging)
         if (first / layout.SETTINGS).exists():
             shutil.copy2(first / layout.SETTINGS, out / layout.SETTINGS)
-        from .explanations import write_explanations
-
-        write_explanations(out)  # speaker baselines need every shard's utterances
+        if explain is not None:
+            write_explanations(out, explain=explain)
         summary = {"status": "complete", "merged_shards": len(have), **_totals(out, inputs),
                    "longest_shard_wall_seconds": wall, "model": man0.get("model"), "asr": man0.get("asr"),
                    "input": man0.get("input"),

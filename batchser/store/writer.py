@@ -17,43 +17,8 @@ import pyarrow.parquet as pq
 
 from ..idtable import IdTable, IdTableBuilder
 from . import atomic, layout
+from ..columns import prediction_fields
 from .layout import ERROR_SCHEMA, PART_RE
-
-
-def utterance_row(u, duration: float, *, with_ref: bool, cut_short: bool = False) -> Dict:
-    """The columns every row starts with: where the utterance is (recording time, seconds).
-
-    ``cut_short``: the segment's end lay past its recording's end; the row says where it ended.
-    """
-    start = u.start or 0.0
-    r = {"utt_id": u.utt_id, "rec_id": u.rec_id, "spk": u.spk, "start": start,
-         "end": u.end if u.end is not None and not cut_short else start + duration, "duration": duration}
-    if with_ref:
-        r["ref_label"] = u.ref_label
-    return r
-
-
-def prediction_columns(labels: Sequence[str], scores: Optional[np.ndarray], head_kind: str = "single_label",
-                       threshold: Optional[float] = None) -> Dict:
-    """The prediction columns of one row (``layout.prediction_fields``), by head kind:
-
-    * single_label: ``label``/``score`` the top class, ``score_<class>`` the softmax;
-    * multi_label: ``score_<class>`` the sigmoids, ``score`` the highest; ``label`` null, or with
-      ``threshold`` the classes scoring at least it, highest first, joined by "," ("" for none);
-    * regression: ``value_<name>`` the raw outputs, ``label``/``score`` null.
-    """
-    if scores is None or not len(labels):
-        return {"label": None, "score": None}
-    if head_kind == "regression":
-        return {"label": None, "score": None, **{layout.value_column(l): float(v) for l, v in zip(labels, scores)}}
-    k = int(np.argmax(scores))
-    r = {"label": labels[k], "score": float(scores[k])}
-    if head_kind == "multi_label":
-        order = np.argsort(-np.asarray(scores), kind="stable")
-        r["label"] = None if threshold is None else ",".join(labels[i] for i in order if scores[i] >= threshold)
-    for l, s in zip(labels, scores):
-        r[layout.score_column(l)] = float(s)
-    return r
 
 
 def _ids(out: Path, table: str) -> Set[str]:
@@ -188,6 +153,14 @@ class PartWriter:
         if len(self._rows) >= self.part_size:
             self.flush()
 
+    def add_batch(self, *, rows: List[dict], errors: Sequence[Tuple[str, str, str]], **arrays) -> None:
+        """A scored batch: its error rows ``(utt_id, stage, message)`` first, then its result rows
+        (``arrays``: what :class:`OutputWriter` keeps beside them; a plain table keeps none)."""
+        for e in errors:
+            self.add_error(*e)
+        if rows:
+            self.add_rows(rows)
+
     def add_error(self, utt_id: str, stage: str, message: str) -> None:
         self._errors.append({"utt_id": utt_id, "stage": stage, "message": message})
         if len(self._errors) >= self.part_size:
@@ -237,26 +210,35 @@ class PartWriter:
 
 
 class OutputWriter(PartWriter):
-    """The labels table with its embeddings (and frame embeddings, per-utterance .npy files)."""
+    """The labels table with its embeddings (and frame embeddings, per-utterance .npy files, and
+    the timeline's windows), its columns as the run's stages declare them.
 
-    def __init__(self, out_dir: str | os.PathLike, labels: Sequence[str], model_id: str, *,
-                 emb_dtype: str = "float32", frames: bool = False, with_ref: bool = False,
-                 part_size: int = 2000, settings: Optional[Dict] = None, npy_layout: str = "parts",
-                 namespace: Optional[str] = None, features: Sequence[str] = (), timeline: bool = False,
-                 head_kind: str = "single_label", heads: Sequence = (), asr: bool = False):
-        self.labels = list(labels)
-        self.timeline = timeline
-        self.head_kind = head_kind
+    Args:
+        labels: a plain single-label classifier's classes: its prediction columns, when
+            ``predictions`` is not given.
+        model_id: the ``model`` column.
+        predictions, annotations: the stages' columns (``layout.labels_schema``).
+        window_fields: the columns of a timeline window (``--timeline``), or None: no timeline.
+    """
+
+    def __init__(self, out_dir: str | os.PathLike, labels: Sequence[str] = (), model_id: str = "", *,
+                 predictions: Optional[Sequence] = None, annotations: Sequence = (),
+                 window_fields: Optional[Sequence] = None, emb_dtype: str = "float32", frames: bool = False,
+                 with_ref: bool = False, part_size: int = 2000, settings: Optional[Dict] = None,
+                 npy_layout: str = "parts", namespace: Optional[str] = None):
+        if predictions is None:
+            predictions = prediction_fields(labels)
+        self.window_schema = layout.timeline_schema(window_fields) if window_fields is not None else None
         self.model_id = model_id
         self.emb_dtype = np.dtype(emb_dtype)
         self.frames = frames
         self.per_utt = npy_layout == "per-utt"
         self.with_ref = with_ref
-        arrays = (layout.EMBEDDINGS,) + ((layout.FRAMES,) if frames else ()) + ((layout.TIMELINE,) if timeline else ())
+        arrays = ((layout.EMBEDDINGS,) + ((layout.FRAMES,) if frames else ())
+                  + ((layout.TIMELINE,) if self.window_schema is not None else ()))
         super().__init__(out_dir, table=layout.LABELS, array_dirs=arrays, part_size=part_size,
-                         schema=layout.labels_schema(self.labels, frames=frames, with_ref=with_ref,
-                                                     per_utt=self.per_utt, features=features, head_kind=head_kind,
-                                                     heads=heads, asr=asr),
+                         schema=layout.labels_schema(predictions=predictions, annotations=annotations, frames=frames,
+                                                     with_ref=with_ref, per_utt=self.per_utt),
                          settings=settings or {}, namespace=namespace)
         if self.per_utt:
             (self.out / layout.NPY).mkdir(exist_ok=True)
@@ -272,7 +254,7 @@ class OutputWriter(PartWriter):
         """Buffer result rows with their embeddings (and frames; and ``windows``: the timeline
         rows of these utterances, committed in the same part)."""
         assert len(rows) == len(embeddings)
-        if self.timeline:
+        if self.window_schema is not None:
             assert windows is not None
             self._windows.extend(windows)
         self._emb.append(np.asarray(embeddings))
@@ -281,10 +263,17 @@ class OutputWriter(PartWriter):
             self._frames.extend(frames)
         self.add_rows(rows)
 
+    def add_batch(self, *, rows: List[dict], errors: Sequence[Tuple[str, str, str]], embeddings=None,
+                  frames: Optional[List[np.ndarray]] = None, windows: Optional[List[dict]] = None) -> None:
+        for e in errors:
+            self.add_error(*e)
+        if rows:
+            self.add(rows, embeddings, frames if self.frames else None, windows)
+
     def _write_arrays(self, name: str, rows: List[dict]) -> None:
-        if self.timeline:
+        if self.window_schema is not None:
             atomic.save_parquet(self.out / layout.TIMELINE / f"{name}.parquet",
-                                pa.Table.from_pylist(self._windows, schema=layout.timeline_schema(self.labels, self.head_kind)))
+                                pa.Table.from_pylist(self._windows, schema=self.window_schema))
         emb = np.concatenate(self._emb, 0).astype(self.emb_dtype)
         for i, r in enumerate(rows):
             r["model"] = self.model_id
@@ -310,9 +299,10 @@ class OutputWriter(PartWriter):
         self._emb, self._frames, self._windows = [], [], []
 
 
-def features_writer(out_dir: str | os.PathLike, *, with_ref: bool, part_size: int = 2000,
-                    features: Sequence[str] = ("prosody",)) -> PartWriter:
+def features_writer(out_dir: str | os.PathLike, *, annotations: Sequence, with_ref: bool, part_size: int = 2000,
+                    settings: Optional[Dict] = None) -> PartWriter:
     """``batchser features``: the features table (no model, no embeddings) and errors; a re-run
-    with other feature sets is refused (settings.json)."""
-    return PartWriter(out_dir, table=layout.FEATURES, schema=layout.features_schema(with_ref=with_ref, features=features),
-                      part_size=part_size, settings={"features": ",".join(features)} if tuple(features) != ("prosody",) else None)
+    with other ``settings`` (the feature sets) is refused (settings.json)."""
+    return PartWriter(out_dir, table=layout.FEATURES, schema=layout.features_schema(annotations=annotations,
+                                                                                    with_ref=with_ref),
+                      part_size=part_size, settings=settings)

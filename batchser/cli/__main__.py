@@ -1,0 +1,4 @@
+"""``python -m batchser.cli``: the same command line as ``batchser``."""
+from . import main
+
+main()
