@@ -147,7 +147,14 @@ def _read_ark(spec: str) -> Tuple[np.ndarray, int]:
     try:
         obj = kaldiio.load_mat(spec)
     except Exception as e:
-        raise AudioError(f"cannot read ark entry {spec}: {_why(e)}") from e
+        path, _, offset = spec.rpartition(":")
+        offset = offset.split("[", 1)[0]
+        size = os.path.getsize(path) if os.path.isfile(path) else None
+        if size is not None and offset.isdigit() and int(offset) >= size:
+            raise AudioError(f"cannot read ark entry {spec}: offset {offset} is past the end of {path} ({size} bytes): "
+                             "the ark was cut short or the offset is wrong (make the ark and its wav.scp again)") from e
+        why = _why(e) if str(e).strip() else f"{type(e).__name__}: no Kaldi ark entry starts at offset {offset}"
+        raise AudioError(f"cannot read ark entry {spec}: {why}") from e
     if not (isinstance(obj, tuple) and len(obj) == 2):
         raise AudioError(f"ark entry {spec} holds a matrix (features), not wav audio")
     sr, x = obj

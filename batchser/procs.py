@@ -15,9 +15,10 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
-from typing import Iterator, Set
+from typing import Iterator, List, Optional, Set
 
 _PIPE_GROUPS: Set[int] = set()
+_RECEIVED: List[int] = []  # signals that stopped this process (SIGTERM through terminate_as_interrupt)
 
 
 class Interrupted(KeyboardInterrupt):
@@ -36,8 +37,10 @@ class Interrupted(KeyboardInterrupt):
 def terminate_as_interrupt() -> Iterator[None]:
     """Within the block, SIGTERM raises :class:`Interrupted` (main thread only; else a no-op)."""
     def handler(signum, _frame):
+        _RECEIVED.append(int(signum))
         raise Interrupted(signum)
 
+    _RECEIVED.clear()  # a new command: what stopped an earlier one (in this process) is not its business
     try:
         old = signal.signal(signal.SIGTERM, handler)
     except ValueError:  # not the main thread
@@ -47,6 +50,29 @@ def terminate_as_interrupt() -> Iterator[None]:
         yield
     finally:
         signal.signal(signal.SIGTERM, old)
+
+
+@contextlib.contextmanager
+def children_quiet() -> Iterator[None]:
+    """Within the block, a child's death raises nothing. torch's DataLoader handles SIGCHLD by
+    raising "worker exited unexpectedly" wherever the main thread is; after a signal killed the
+    decoders, that must not cut the commit and the manifest short."""
+    try:
+        old = signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+    except ValueError:  # not the main thread
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGCHLD, old)
+
+
+def received_signal() -> Optional[int]:
+    """The signal that stopped this run, if one did. A signal to the process group also kills the
+    decoders, and their death can surface first (torch: "DataLoader worker exited unexpectedly"):
+    the signal must win over the failures it causes."""
+    return _RECEIVED[-1] if _RECEIVED else None
 
 
 def register_pipe(pgid: int) -> None:

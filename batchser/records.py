@@ -146,6 +146,9 @@ def parse_rxfilename(rx: str, base: Path, scp_dir: Path, allow_pipes: bool, wher
         return None, (f"{where}: {rx!r} not found relative to {base} (relative paths resolve against "
                       f"the current directory, as in Kaldi); it exists next to the wav.scp: "
                       f"pass --audio-root {scp_dir}")
+    if full.is_dir():
+        return None, (f"{where}: {rx!r} is a directory, not an audio file (a wav.scp line names one file; for a "
+                      f"folder of audio files pass the folder itself as PATH)")
     return None, f"{where}: audio file not found: {full}"
 
 

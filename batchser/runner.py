@@ -10,6 +10,7 @@ import errno
 import itertools
 import json
 import shutil
+import sys
 import time
 from pathlib import Path
 from typing import Callable, Iterator, List, Optional, Tuple
@@ -20,6 +21,7 @@ from .corpus import Corpus, CorpusError, ReadError, Utterance, open_corpus
 from .idtable import IdTable
 from .pipeline import ChunkFeeder, Processed, process
 from .plan import RunPlan, emotion_stage, make_plan
+from .procs import children_quiet, received_signal
 from .progress import Progress
 from .prosody import explanations as prosody_explanations
 from .shards import Shard
@@ -211,18 +213,20 @@ def _run_locked(plan: RunPlan, stream, chunks: Iterator[Corpus], out: Path, t0: 
             done = run_on_devices(plan, out=str(out), chunks=_flushed(iter(feeder), writer), writer_args=writer_args,
                                   with_ref=stream.with_ref, on_progress=bar, log=log)
         status = "stopped" if done.failures else "complete"
-    except KeyboardInterrupt:  # Ctrl-C, or SIGTERM through procs.terminate_as_interrupt
-        status = "interrupted"
+    except BaseException:  # Ctrl-C, SIGTERM through procs.terminate_as_interrupt, or what the signal caused
+        if isinstance(sys.exc_info()[1], KeyboardInterrupt) or received_signal() is not None:
+            status = "interrupted"
         raise
     finally:
-        bar.close()  # before the devices' counts join s: its error count adds both already
-        s.add(done.summary)
-        s.n_read_warnings = stream.n_warnings
-        _report(s, log)
-        batches = dict(n_batches=done.n_batches, batch_seconds=done.batch_seconds,
-                       max_batch_size=done.max_batch_size, failures=done.failures)
-        _finish(plan, out, writer, s, status=status, t0=t0, cached=feeder.cached, log=log, stream=stream,
-                inputs=feeder.inputs.build(), manifest={**models, **batches})
+        with children_quiet():  # the decoders a signal killed must not cut the manifest short
+            bar.close()  # before the devices' counts join s: its error count adds both already
+            s.add(done.summary)
+            s.n_read_warnings = stream.n_warnings
+            _report(s, log)
+            batches = dict(n_batches=done.n_batches, batch_seconds=done.batch_seconds,
+                           max_batch_size=done.max_batch_size, failures=done.failures)
+            _finish(plan, out, writer, s, status=status, t0=t0, cached=feeder.cached, log=log, stream=stream,
+                    inputs=feeder.inputs.build(), manifest={**models, **batches})
     if done.failures:
         raise RunStopped("device process failed; finished parts are kept, run again to resume:\n"
                          + "\n".join(done.failures))

@@ -1,13 +1,14 @@
 """The command group, the one table from exceptions to exit codes, and the options several
 commands share. Commands live in one module per topic: :mod:`.run`, :mod:`.segment` (segment,
 plot), :mod:`.evaluation` (eval, summarize), :mod:`.heads` (train-head, apply-head),
-:mod:`.data` (info, prepare, features, export, merge, make-test-model).
+:mod:`.data` (info, prepare, features, export, merge, verify, make-test-model).
 
 Exit codes scripts can trust (one meaning each):
   0    every input utterance is in labels/ (this run's or an earlier run's)
   1    finished, but some input utterances are in errors/ (also a resume with nothing left to
        do; merge: the merged errors/); merge: also shards missing or unfinished
   2    usage error, unreadable or empty corpus, a foreign or busy --out, other settings on resume
+       (merge: shards run with different settings), a damaged part, a link leading out of OUT
   3    the model cannot be found or loaded (offline without a local directory, ...)
   4    stopped unfinished and resumable (disk full, read-only OUT, a device process died)
   130  Ctrl-C, 143 SIGTERM: stopped after committing what was done; run again to resume
@@ -36,22 +37,27 @@ def exit_codes():
             ((ValueError, FileNotFoundError), EXIT_INPUT), (RuntimeError, EXIT_UNFINISHED)]
 
 
+def interrupted(sig: int) -> None:
+    click.echo(f"interrupted by {'SIGTERM' if sig == 15 else 'SIGINT'}: what was committed is kept; "
+               "run the same command again to resume", err=True)
+    sys.exit(128 + sig)
+
+
 def reports_errors(cmd):
     """Turn an expected failure into 'error: <message>' on stderr and its documented exit code;
     SIGTERM and Ctrl-C stop the command cleanly with 143 and 130 (128 + the signal)."""
     @functools.wraps(cmd)
     def wrapper(*args, **kwargs):
-        from ..procs import Interrupted, terminate_as_interrupt
+        from ..procs import Interrupted, received_signal, terminate_as_interrupt
 
         try:
             with terminate_as_interrupt():
                 return cmd(*args, **kwargs)
         except KeyboardInterrupt as e:
-            sig = e.signum if isinstance(e, Interrupted) else 2
-            click.echo(f"interrupted by {'SIGTERM' if sig == 15 else 'SIGINT'}: what was committed is kept; "
-                       "run the same command again to resume", err=True)
-            sys.exit(128 + sig)
-        except (ValueError, FileNotFoundError, RuntimeError) as e:
+            interrupted(e.signum if isinstance(e, Interrupted) else 2)
+        except Exception as e:
+            if received_signal() is not None:  # the signal killed the decoders first: it wins
+                interrupted(received_signal())
             for kinds, code in exit_codes():
                 if isinstance(e, kinds):
                     click.echo(f"error: {e}", err=True)

@@ -152,6 +152,32 @@ def merge(out_dir):
 
 
 
+@main.command()
+@click.argument("out_dir", metavar="OUT", type=click.Path(exists=True, file_okay=False))
+@reports_errors
+def verify(out_dir):
+    """Check that every committed part of OUT is whole (after copying results between filesystems).
+
+    \b
+    Parquet footers and row counts; each embeddings/frames .npy part's header, length and rows
+    against its labels part; timeline parts; head predictions; shards likewise. Exits 0 when
+    all are whole, 1 naming each damaged file and what to do. Reads headers, not whole files.
+    """
+    from ..store import layout, verify as check
+
+    out = Path(out_dir)
+    dirs = [out] + sorted(p for p in (out / layout.SHARDS).glob("shard-*") if p.is_dir())
+    found, n_parts = [], 0
+    for d in dirs:
+        n_parts += len(layout.parts(d, layout.LABELS))
+        found += [f"{d / f}" if d != out else f for f in check.problems(d)]
+    if found:
+        click.echo(check.advice(out, found))
+        sys.exit(EXIT_PARTIAL)
+    click.echo(f"{out}: every part is whole ({n_parts} labels parts"
+               + (f", {len(dirs) - 1} shards" if len(dirs) > 1 else "") + ")")
+
+
 @main.command("make-test-model")
 @click.argument("out_dir", type=click.Path(file_okay=False))
 @click.option("--kind", type=click.Choice(["emotion2vec", "emotion2vec-nohead", "whisper", "wav2vec2",

@@ -7,6 +7,7 @@ metrics, manifest.json, ...), keeping anything else a user put there, inside tho
 """
 from __future__ import annotations
 
+import os
 import re
 import shutil
 from pathlib import Path
@@ -23,7 +24,8 @@ class ForeignDirectory(ValueError):
 
 
 def check_claimable(out: Path) -> None:
-    """Refuse a non-empty directory without batchser's markers (read-only: touches nothing)."""
+    """Refuse a non-empty directory without batchser's markers, and one where a path batchser
+    reads, writes or deletes is a symbolic link leading out of it (read-only: touches nothing)."""
     out = Path(out)
     if not out.exists():
         return
@@ -36,6 +38,44 @@ def check_claimable(out: Path) -> None:
             f"--out {out} is not a batchser output directory and is not empty ({shown}); batchser writes "
             "only into a new or empty directory or one it made, and --overwrite never deletes files it did "
             "not write: choose another --out")
+    links = outside_links(out)
+    if links:
+        shown = ", ".join(f"{p} -> {os.readlink(p)}" for p in links[:5]) + (", ..." if len(links) > 5 else "")
+        raise ForeignDirectory(
+            f"--out {out}: {len(links)} of the paths batchser writes, reads back or deletes there are symbolic "
+            f"links leading out of it ({shown}); batchser never writes or deletes through a link. Replace each "
+            "link by a real folder or file (copy what it points to), or choose another --out")
+
+
+def outside_links(out: Path) -> List[Path]:
+    """The symbolic links among the paths of batchser's layout in ``out`` (its files and folders,
+    their entries, shards' directories likewise) that lead out of ``out``."""
+    out = Path(out)
+    top = out.resolve()
+
+    def leaves(p: Path) -> bool:
+        if not p.is_symlink():
+            return False
+        target = p.resolve()
+        return not (target == top or top in target.parents)
+
+    found: List[Path] = []
+    for p in sorted(out.iterdir()) if out.is_dir() else []:
+        name = p.name
+        ours = name in _INSIDE or name in _NESTED or name in (layout.SHARDS, LOCK_NAME) or bool(_FILES.match(name))
+        if not ours:
+            continue  # the user's: batchser never touches it
+        if leaves(p):
+            found.append(p)
+        elif p.is_dir() and not p.is_symlink():
+            for c in sorted(p.iterdir()):
+                if leaves(c):
+                    found.append(c)
+                elif c.is_dir() and not c.is_symlink() and name in _NESTED:
+                    found += [f for f in sorted(c.iterdir()) if leaves(f)]
+                elif c.is_dir() and not c.is_symlink() and name == layout.SHARDS:
+                    found += outside_links(c)
+    return found
 
 
 # what batchser writes inside each of its folders (anything else there is the user's)

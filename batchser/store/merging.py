@@ -20,6 +20,8 @@ from pathlib import Path
 from typing import Callable, Dict, Optional, Tuple
 
 from . import atomic, layout
+from . import verify
+from .claim import check_claimable
 from .explanations import write_explanations
 from .layout import PART_RE
 
@@ -27,7 +29,12 @@ SHARD_DIR_RE = re.compile(r"^shard-(\d{4,})-of-(\d{4,})$")
 
 
 class MergeError(RuntimeError):
-    pass
+    """Shards missing, unfinished or damaged (exit 1: re-submit those array indices, they resume)."""
+
+
+class MergeRefused(ValueError):
+    """Shards run with different settings (exit 2, as for every "settings differ" refusal): no
+    re-submission makes them one dataset."""
 
 
 def shard_status(d: Path) -> Tuple[bool, str]:
@@ -64,6 +71,10 @@ def _finished_shards(out: Path) -> Dict[int, Path]:
         ok, msg = shard_status(p)
         if not ok:
             problems.append(f"shard {i}/{n} ({p}): {msg}")
+        damaged = verify.problems(p)
+        if damaged:
+            problems.append(f"shard {i}/{n} ({p}): damaged parts ({'; '.join(damaged[:3])}"
+                            f"{'; ...' if len(damaged) > 3 else ''}): `batchser verify {p}` says what to do")
     settings = {i: json.loads((p / layout.SETTINGS).read_text()) for i, p in sorted(have.items())
                 if (p / layout.SETTINGS).exists()}
     if len({json.dumps(v, sort_keys=True) for v in settings.values()}) > 1:
@@ -71,9 +82,10 @@ def _finished_shards(out: Path) -> Dict[int, Path]:
         for i, v in settings.items():
             keys = sorted(k for k in set(first) | set(v) if first.get(k) != v.get(k))
             if keys:
-                problems.append(f"shards {first_i} and {i} were run with different settings: "
-                                + "; ".join(f"{k}: {first.get(k)!r} vs {v.get(k)!r}" for k in keys))
-                break
+                raise MergeRefused(f"cannot merge {out}: shards {first_i} and {i} were run with different settings: "
+                                   + "; ".join(f"{k}: {first.get(k)!r} vs {v.get(k)!r}" for k in keys)
+                                   + ". Run every shard with the same options (a shard re-run with --overwrite "
+                                     "and the others' options), then merge")
     if problems:
         raise MergeError("cannot merge:\n  " + "\n  ".join(problems))
     return have
@@ -168,6 +180,7 @@ def merge(out: str | os.PathLike, *, explain: Optional[Callable] = None) -> Dict
     from .lock import OutputLock
 
     out = Path(out)
+    check_claimable(out)  # no link leading out of OUT (or out of a shard) is written or deleted through
     with contextlib.ExitStack() as held:
         held.enter_context(OutputLock(out, command=["batchser", "merge", str(out)]))
         sd = out / layout.SHARDS

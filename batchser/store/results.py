@@ -8,27 +8,58 @@ from typing import List, Optional, Sequence
 
 import numpy as np
 
-from . import layout
+from . import layout, verify
+
+
+class NoTimeline(AttributeError, ValueError):
+    """A run made without --timeline (an AttributeError too, so ``hasattr(res, "timeline")`` is False)."""
 
 
 class Results:
-    """Labels and errors tables plus embeddings aligned with the labels table's row order."""
+    """Labels and errors tables plus embeddings aligned with the labels table's row order, or,
+    for ``batchser features``' output (``kind == "features"``), the features table.
+
+    Every part read is checked first (``store.verify``): a damaged one raises ``DamagedPart``
+    naming the file and what to do, instead of numpy's or pyarrow's words.
+    """
 
     def __init__(self, out_dir: str | os.PathLike):
         self.dir = Path(out_dir)
-        if not (self.dir / layout.LABELS).is_dir():
-            hint = (f"; it holds shards of an array job: run `batchser merge {self.dir}` first"
-                    if (self.dir / layout.SHARDS).is_dir() else "")
-            raise FileNotFoundError(f"{self.dir} is not a batchser output directory (no labels/){hint}")
-        self._parts: List[Path] = layout.parts(self.dir, layout.LABELS)
+        if (self.dir / layout.LABELS).is_dir():
+            self.kind, self._table = "run", layout.LABELS
+        elif (self.dir / layout.FEATURES).is_dir():
+            self.kind, self._table = "features", layout.FEATURES
+        else:
+            raise FileNotFoundError(f"{self.dir} is not a batchser output directory (no labels/){what_it_is(self.dir)}")
+        self._parts: List[Path] = layout.parts(self.dir, self._table)
+        self._checked = False
+
+    def _check(self) -> None:
+        if not self._checked:
+            verify.check(self.dir, tables=(self._table,))
+            self._checked = True
+
+    @property
+    def features(self):
+        """``batchser features``' table (utt_id, where it is, the feature columns) as a DataFrame;
+        in a run with --features the same columns are in :attr:`labels`."""
+        import pandas as pd
+        import pyarrow.parquet as pq
+
+        if self.kind != "features":
+            raise AttributeError(f"{self.dir} is the output of `batchser run`: its --features columns are in .labels")
+        self._check()
+        return (pd.concat([pq.read_table(p).to_pandas() for p in self._parts], ignore_index=True)
+                if self._parts else pd.DataFrame())
 
     def labels_table(self):
         """The labels as a pyarrow Table (parts in order)."""
         import pyarrow as pa
         import pyarrow.parquet as pq
 
-        if not self._parts:
+        if not self._parts or self.kind != "run":
             return None
+        self._check()
         return pa.concat_tables([pq.read_table(p) for p in self._parts])
 
     @property
@@ -67,7 +98,7 @@ class Results:
 
         d = self.dir / layout.TIMELINE
         if not d.is_dir():
-            raise ValueError(f"{self.dir} has no timeline: run with --timeline WIN[,HOP] (e.g. --timeline 2,1)")
+            raise NoTimeline(f"{self.dir} has no timeline: run with --timeline WIN[,HOP] (e.g. --timeline 2,1)")
         parts = [d / f"{p.stem}.parquet" for p in self._parts if (d / f"{p.stem}.parquet").exists()]
         if not parts:
             return pd.DataFrame({"utt_id": [], "rec_id": [], "spk": [], "window": [], "start": [], "end": []})
@@ -115,6 +146,7 @@ class Results:
         """
         import pyarrow.parquet as pq
 
+        self._check()
         mats = [np.load(self.dir / layout.EMBEDDINGS / f"{p.stem}.npy", mmap_mode="r") for p in self._parts]
         if not mats:
             return np.zeros((0, 0), dtype=np.float32)
@@ -141,6 +173,19 @@ class Results:
         return m[int(r.frame_offset): int(r.frame_offset) + int(r.frame_count)]
 
 
+def what_it_is(d: Path) -> str:
+    """What a directory that is not an output directory is, for the message."""
+    if (d / layout.SHARDS).is_dir():
+        return f"; it holds shards of an array job: run `batchser merge {d}` first"
+    if (d / "segment.json").exists() or ((d / "segments").exists() and (d / "wav.scp").exists()):
+        return (f"; it is a Kaldi data dir (speech segments written by `batchser segment`): label it with "
+                f"`batchser run {d} --out OUT`, then open OUT")
+    if (d / "wav.scp").exists():
+        return f"; it is a Kaldi data dir: label it with `batchser run {d} --out OUT`, then open OUT"
+    return ""
+
+
 def open_results(out_dir: str | os.PathLike) -> Results:
-    """Open a batchser output directory."""
+    """Open a batchser output directory: a run's (labels, embeddings, errors, ...) or
+    ``batchser features``' (``.features``); anything else is named in the error."""
     return Results(out_dir)

@@ -16,7 +16,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from ..idtable import IdTable, IdTableBuilder
-from . import atomic, layout
+from . import atomic, layout, verify
 from ..columns import prediction_fields
 from .layout import ERROR_SCHEMA, PART_RE
 
@@ -77,6 +77,8 @@ class PartWriter:
         if settings is not None:
             self._check_settings(settings)
         self._clean()
+        if namespace is None:  # a damaged part is never taken as done (device writers: the parent checked)
+            verify.check(self.out, tables=(self.table, layout.ERRORS))
         self._next = self._scan()  # fills finished_ids
         self._rows: List[dict] = []
         self._errors: List[dict] = []
@@ -88,7 +90,12 @@ class PartWriter:
         """Refuse to resume into a directory made with settings that change results."""
         path = self.out / layout.SETTINGS
         if path.exists():
-            old = json.loads(path.read_text(encoding="utf-8"))
+            try:
+                old = json.loads(path.read_text(encoding="utf-8"))
+            except ValueError as e:
+                raise ValueError(f"cannot resume {self.out}: {path} is not the JSON batchser wrote ({e}); it says "
+                                 "what changes results, so nothing is trusted without it. Restore it, or start "
+                                 "again with --overwrite (or use a new --out directory)") from e
             diff = {k: (old.get(k), v) for k, v in settings.items() if old.get(k) != v}
             # a key written only when set (--asr, --head, --threshold, ...) that was set then and is not now
             diff.update({k: (v, None) for k, v in old.items() if k not in settings and v is not None})
