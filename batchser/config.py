@@ -24,6 +24,7 @@ class RunConfig:
     npy_layout: str = "parts"
     audio_root: Optional[str] = None
     extensions: Optional[str] = None  # a folder input: "wav,flac" (default: inputs.AUDIO_EXTENSIONS)
+    spk_from_folder: bool = False  # a folder input: the first-level subfolder is the speaker
     allow_pipes: bool = True
     pipe_timeout: float = 300.0
     pipe_max_mb: float = 2048.0  # a pipe command writing more is killed (its output is held in memory)
@@ -45,6 +46,7 @@ class RunConfig:
     retry_errors: bool = False
     progress: bool = True
     progress_every: float = 30.0  # seconds between progress lines when stderr is not a terminal (0: none)
+    log_file: Optional[str] = None  # --log-file: progress lines go there too while a terminal shows the bar
     argv: List[str] = field(default_factory=list)
 
 

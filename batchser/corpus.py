@@ -21,7 +21,7 @@ __all__ = ["AudioSource", "Corpus", "CorpusError", "MemoryStream", "ReadError", 
 
 
 def read_corpus(path: str | os.PathLike, audio_root: Optional[str] = None, allow_pipes: bool = True,
-                extensions: Optional[Sequence[str]] = None) -> Corpus:
+                extensions: Optional[Sequence[str]] = None, spk_from_folder: bool = False) -> Corpus:
     """Read a Kaldi data dir or wav.scp, or one of the other inputs (``batchser.inputs``): an
     audio file, a text file of paths, a folder of audio files (``extensions``), a lhotse manifest."""
     p = Path(path)
@@ -29,7 +29,7 @@ def read_corpus(path: str | os.PathLike, audio_root: Optional[str] = None, allow
     if kind == "audio":
         return inputs.read_audio_file(p)
     if kind == "folder":
-        return inputs.read_folder(p, extensions or inputs.AUDIO_EXTENSIONS)
+        return inputs.read_folder(p, extensions or inputs.AUDIO_EXTENSIONS, spk_from_folder=spk_from_folder)
     if kind == "list":
         return inputs.read_path_list(p, audio_root)
     if kind == "lhotse":
@@ -72,7 +72,7 @@ class MemoryStream:
 
 
 def open_corpus(path: str | os.PathLike, *, audio_root: Optional[str] = None, allow_pipes: bool = True,
-                extensions: Optional[Sequence[str]] = None, shard=None):
+                extensions: Optional[Sequence[str]] = None, shard=None, spk_from_folder: bool = False):
     """What a run reads: a stream with ``chunks(size)`` of this task's share (``shard``).
 
     A Kaldi data dir is streamed (:class:`batchser.kaldi.KaldiStream`: memory bounded by a
@@ -81,4 +81,5 @@ def open_corpus(path: str | os.PathLike, *, audio_root: Optional[str] = None, al
     p = Path(path)
     if (inputs.input_kind(p) if p.exists() else "kaldi") == "kaldi":
         return KaldiStream(p, audio_root=audio_root, allow_pipes=allow_pipes, shard=shard)
-    return MemoryStream(read_corpus(p, audio_root=audio_root, allow_pipes=allow_pipes, extensions=extensions), shard)
+    return MemoryStream(read_corpus(p, audio_root=audio_root, allow_pipes=allow_pipes, extensions=extensions,
+                                    spk_from_folder=spk_from_folder), shard)

@@ -327,16 +327,20 @@ def evaluate(out_dir: str, ref: Optional[str] = None, label_map: Optional[str] =
     (ed / "metrics.json").write_text(json.dumps(m, indent=2) + "\n", encoding="utf-8")
     if plot:
         plot_confusion(cm, classes, pred_classes, ed / "confusion.png",
-                       title=f"UA {m['UA']:.3f}  WA {m['WA']:.3f}  (n={m['n']})")
+                       title=f"UA {m['UA']:.3f}  WA {m['WA']:.3f}  (n={m['n']})", test_model=m["model"]["test_model"])
     m["eval_dir"] = str(ed)
+    m["written"] = [str(ed / "metrics.json")] + ([str(ed / "confusion.png")] if plot else [])
     return m
 
 
-def plot_confusion(cm: np.ndarray, rows: List[str], cols: List[str], path: Path, title: str = "") -> None:
+def plot_confusion(cm: np.ndarray, rows: List[str], cols: List[str], path: Path, title: str = "",
+                   test_model: bool = False) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+
+    from .plot import mark_test_model
 
     norm = cm / np.maximum(cm.sum(1, keepdims=True), 1)
     fig, ax = plt.subplots(figsize=(1.0 + 0.7 * len(cols), 1.0 + 0.6 * len(rows)))
@@ -352,6 +356,10 @@ def plot_confusion(cm: np.ndarray, rows: List[str], cols: List[str], path: Path,
                         color="white" if norm[i, j] > 0.5 else "black", fontsize=8)
     ax.set_title(title, fontsize=9)
     fig.tight_layout()
+    if test_model:  # room for the note above the title
+        fig.set_figheight(fig.get_figheight() + 0.4)
+        fig.subplots_adjust(top=1 - 0.5 / fig.get_figheight())
+        mark_test_model(fig, True, text="RANDOM-WEIGHT TEST model:\nlabels mean nothing")
     fig.savefig(path, dpi=120)
     plt.close(fig)
 
@@ -383,7 +391,7 @@ def format_report(m: Dict) -> str:
         lines += ["", f"{'speaker':<20}{'n':>6}{'WA':>9}{'UA':>9}{'macro-F1':>10}"]
         for s, v in m["per_speaker"].items():
             lines.append(f"{s:<20}{v['n']:>6d}{v['WA']:>9.4f}{v['UA']:>9.4f}{v['macro_f1']:>10.4f}")
-    lines.append(f"\nwrote {m['eval_dir']}/metrics.json")
+    lines.append("\nwrote " + ", ".join(m.get("written") or [f"{m['eval_dir']}/metrics.json"]))
     return "\n".join(lines)
 
 
@@ -430,12 +438,13 @@ def summarize(out_dir: str, by: str = "spk", png: bool = False) -> Tuple[Path, "
     out.to_parquet(path, index=False)
     if png and df.label.notna().any():
         plot_summary(out, key=key, classes=classes, what={"spk": "speaker", "rec": "recording"}[by],
-                     path=layout.summary_path(Path(out_dir), by, ".png"))
+                     path=layout.summary_path(Path(out_dir), by, ".png"),
+                     test_model=bool((res.manifest.get("model") or {}).get("test_model")))
     return path, out
 
 
 def plot_summary(out, *, key: str, classes: List[str], what: str, path: Path,
-                 top: int = SUMMARY_TOP_GROUPS) -> None:
+                 top: int = SUMMARY_TOP_GROUPS, test_model: bool = False) -> None:
     """Stacked horizontal bars of each group's label fractions, the largest groups first; a
     readable size for 3 groups or 30,000 (at most ``top`` + 1 bars)."""
     import matplotlib
@@ -464,5 +473,10 @@ def plot_summary(out, *, key: str, classes: List[str], what: str, path: Path,
     ax.tick_params(axis="y", labelsize=7 if len(fr) > 20 else 9)
     ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1), fontsize=8, title="label")
     fig.tight_layout()
+    if test_model:
+        from .plot import mark_test_model
+
+        fig.subplots_adjust(top=1 - 0.55 / fig.get_figheight())
+        mark_test_model(fig, True)
     fig.savefig(path, dpi=110)
     plt.close(fig)

@@ -340,7 +340,8 @@ def train_head(out_dir: str, *, ref: Optional[str] = None, label_map: Optional[s
         cm = confusion(result.oof_true, result.oof_pred, cls, cls)
         s = result.summary["pooled_out_of_fold"]
         plot_confusion(cm, cls, cls, dest / "confusion.png",
-                       title=f"head {nm}, out-of-fold\nUA {s['UA']:.3f}  WA {s['WA']:.3f}  (n={s['n']})")
+                       title=f"head {nm}, out-of-fold\nUA {s['UA']:.3f}  WA {s['WA']:.3f}  (n={s['n']})",
+                       test_model=bool(model.get("test_model")))
     meta = json.loads((dest / META_FILE).read_text())
     meta["dir"] = str(dest)
     return meta

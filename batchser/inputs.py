@@ -16,6 +16,8 @@ Utterance ids, derived deterministically:
 """
 from __future__ import annotations
 
+import itertools
+
 import os
 from pathlib import Path
 from typing import Iterable, List, Optional, Sequence
@@ -44,11 +46,22 @@ def input_kind(path: Path) -> str:
         raise CorpusError(f"{path}: cannot read: {e.strerror or e}") from e
     if head[:4] in (b"RIFF", b"fLaC", b"OggS", b"FORM") or head[:3] == b"ID3":
         return "audio"
-    first = next((l for l in head.decode("utf-8", "replace").lstrip("\ufeff").splitlines() if l.strip()), "")
+    first = next((l for l in head.decode("utf-8", "replace").lstrip("\ufeff").splitlines()
+                  if l.strip() and not l.lstrip().startswith("#")), "")  # comments: as read_path_list skips them
     # one field per line (or a whole line that names a file): a list of paths; else wav.scp lines
     if first and (len(first.split()) == 1 or (path.parent / first.strip()).is_file() or Path(first.strip()).is_file()):
         return "list"
     return "kaldi"
+
+
+def looks_like_path_list(path: Path, n: int = 20) -> bool:
+    """Whether the first ``n`` lines of a file read as a wav.scp are each one existing audio file
+    (a list of paths named like a wav.scp): what to tell a user whose every line is malformed."""
+    try:
+        lines = [line.strip() for _, line in itertools.islice(table_lines(path), n)]
+    except CorpusError:
+        return False
+    return bool(lines) and all(len(l.split()) == 1 and not l.startswith("#") and Path(l).is_file() for l in lines)
 
 
 def _ids(paths: Sequence[Path], root: Path) -> List[str]:
@@ -67,11 +80,13 @@ def _ids(paths: Sequence[Path], root: Path) -> List[str]:
 
 
 def _corpus(paths: Sequence[Path], root: Path, list_file: str, lines: Optional[Sequence[int]] = None,
-            errors: Sequence[ReadError] = ()) -> Corpus:
+            errors: Sequence[ReadError] = (), spk_from_folder: bool = False) -> Corpus:
     c = Corpus(data_dir=root, wav_scp=Path(list_file))
     for k, (p, uid) in enumerate(zip(paths, _ids(paths, root))):
+        rel = p.relative_to(root).parts if spk_from_folder and root in p.parents else ()
         c.utterances.append(Utterance(utt_id=uid, rec_id=uid, source=AudioSource("file", str(p)),
-                                      list_file=list_file, line=lines[k] if lines else k + 1))
+                                      list_file=list_file, line=lines[k] if lines else k + 1,
+                                      spk=rel[0] if len(rel) > 1 else None))
     c.errors = list(errors)
     return c
 
@@ -80,13 +95,15 @@ def read_audio_file(path: Path) -> Corpus:
     return _corpus([path.resolve()], path.resolve().parent, str(path))
 
 
-def read_folder(path: Path, extensions: Iterable[str] = AUDIO_EXTENSIONS) -> Corpus:
+def read_folder(path: Path, extensions: Iterable[str] = AUDIO_EXTENSIONS, spk_from_folder: bool = False) -> Corpus:
+    """Every audio file under ``path``; ``spk_from_folder``: the first-level subfolder a file is
+    in is its speaker (``corpus/alice/x.wav``: alice; files at the top have none)."""
     exts = {e.lower().lstrip(".") for e in extensions}
     files = sorted(p for p in path.rglob("*") if p.is_file() and p.suffix.lower().lstrip(".") in exts)
     if not files:
         raise CorpusError(f"{path} is a directory without a wav.scp and without audio files "
                           f"({', '.join(sorted(exts))}; searched recursively)")
-    return _corpus(files, path, str(path))
+    return _corpus(files, path, str(path), spk_from_folder=spk_from_folder)
 
 
 def read_path_list(path: Path, audio_root: Optional[str] = None) -> Corpus:

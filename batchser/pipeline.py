@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterator, List, Optional, Sequence, Tuple
 
-from .audio import probe_duration
+from .audio import TARGET_SR, probe_duration
 from .batching import make_batches
 from .config import RunStopped, RunSummary
 from .idtable import IdTableBuilder
@@ -91,6 +91,14 @@ class ChunkFeeder:
                 yield todo
 
 
+def flushed(chunks: Iterator[List[Utterance]], writer) -> Iterator[List[Utterance]]:
+    """``chunks``, committing the parent's rows (read errors) before each is handed to the devices."""
+    for todo in chunks:
+        writer.flush()
+        yield todo
+    writer.flush()
+
+
 @dataclass
 class Processed:
     """What processing a list of utterances did (on one device, or added up over several)."""
@@ -135,6 +143,9 @@ def process(stages: Sequence[Stage], writer, todo: List[Utterance], *, feed: Fee
         scored = [Scored(todo[it.index], it.wave, it.features, it.cut_short,
                          error=("decode", it.error) if it.error is not None else None) for it in items]
         s.warnings += [it.warning for it in items if it.error is None and it.warning is not None]
+        working = getattr(progress, "working", None)  # lines keep coming while a long batch runs
+        if working is not None:
+            working(sum(len(x.wave) for x in scored if x.wave is not None) / TARGET_SR)
         try:
             res = score(stages, scored, with_ref=feed.with_ref)
         except StageFailure as e:  # the decode errors of the batch are still its own

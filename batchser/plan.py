@@ -84,6 +84,28 @@ class RunPlan:
                 "npy_layout": c.npy_layout, "features": c.features,
                 "vad": c.vad.to_dict() if c.vad is not None else None}
 
+    def settled_without_models(self, old: Dict) -> bool:
+        """Whether ``old`` (an OUT's settings.json) is what this run would write, told without
+        loading any model (the weights' checksum from the file): the test a resume with nothing
+        left to do passes to finish at once. Runs with --asr or --head always load their models."""
+        c = self.cfg
+        if c.asr is not None or self.heads or c.overwrite or c.retry_errors:
+            return False
+        from .models.resolve import locate, weights_sha256
+
+        mid, path, _ = locate(c.model, c.hub)
+        want = {"model": weights_sha256(str(path)) or mid, "dtype": self.dtype, "granularity": c.granularity,
+                "emb_dtype": c.emb_dtype, "max_seconds": c.max_seconds, "long_audio": c.long_audio,
+                "npy_layout": c.npy_layout, "features": c.features, "timeline": None,
+                "vad": c.vad.to_dict() if c.vad is not None else None,
+                "threshold": c.threshold, "fe_options": dict(sorted(c.fe_options.items())) if c.fe_options else None}
+        if c.timeline is not None:
+            want["timeline"] = c.timeline.to_list()
+        if c.backend != "auto":
+            want["backend"] = c.backend
+        model_derived = {"labels", "backend", "head_kind"}  # the same weights give the same
+        return all(old.get(k) == v for k, v in want.items()) and not set(old) - set(want) - model_derived
+
     def writer_args(self, stages: List[Stage], *, with_ref: bool) -> Dict:
         """The keywords of ``store.OutputWriter`` for this run (every device's writer the same)."""
         c = self.cfg

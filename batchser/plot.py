@@ -79,6 +79,15 @@ def _timeline_rows(res, rec: str):
     return tl if len(tl) else None
 
 
+TEST_MODEL_NOTE = "RANDOM-WEIGHT TEST model: these labels and scores mean nothing"
+
+
+def mark_test_model(fig, test_model: bool, text: str = TEST_MODEL_NOTE) -> None:
+    """A figure made from a random-weight test model says so at its top, in red."""
+    if test_model:
+        fig.suptitle(text, color="#c00000", fontsize=9, fontweight="bold", y=0.995, va="top")
+
+
 def plot_recording(out_dir: str | os.PathLike, rec: str, png: str | os.PathLike,
                    classes: Optional[List[str]] = None) -> Path:
     """Draw recording ``rec`` of the output directory ``out_dir`` into ``png``.
@@ -126,11 +135,11 @@ def plot_recording(out_dir: str | os.PathLike, rec: str, png: str | os.PathLike,
         start, end, scores, width_s = _bins(start, end, scores, total, MAX_BARS)
         binned = f"; mean scores over {width_s:.0f}-s bins"
     return _draw(Path(png), rec, kind, labels, start, end, scores, total=total, speech=speech, n_segments=n_segments,
-                 binned=binned)
+                 binned=binned, test_model=bool((res.manifest.get("model") or {}).get("test_model")))
 
 
 def _draw(png: Path, rec: str, kind: str, labels: List[str], start: np.ndarray, end: np.ndarray, scores: np.ndarray,
-          *, total: float, speech: float, n_segments: int, binned: str) -> Path:
+          *, total: float, speech: float, n_segments: int, binned: str, test_model: bool = False) -> Path:
     """The figure: class scores (or values) over time above the top-class band."""
     import matplotlib.pyplot as plt
     from matplotlib.ticker import FuncFormatter, MultipleLocator
@@ -175,7 +184,8 @@ def _draw(png: Path, rec: str, kind: str, labels: List[str], start: np.ndarray, 
                  f"{clock(total)} (white: no speech){binned}", fontsize=11)
     ax.legend(loc="upper left", bbox_to_anchor=(1.005, 1.0), fontsize=9, frameon=False,
               title="dimension" if kind == "regression" else "class")
-    fig.subplots_adjust(left=0.06, right=0.87, top=0.9, bottom=0.14)
+    fig.subplots_adjust(left=0.06, right=0.87, top=0.86 if test_model else 0.9, bottom=0.14)
+    mark_test_model(fig, test_model)
     png.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(png, dpi=110)
     plt.close(fig)

@@ -120,9 +120,11 @@ def prepare(data: str | os.PathLike, *, nj: int = 4, out_dir: Optional[str] = No
                 _collect(res, durs, *_measure_one(job))
                 if progress is not None:
                     progress(k, len(todo))
-    _write_table(dest / table, {r: d for r, d in durs.items() if r in recs or r in known})
-    res.written.append(table)
-    if segmented:
+    rows = {r: d for r, d in durs.items() if r in recs or r in known}
+    if rows:  # nothing measured and nothing known: nothing to write (an empty table would claim to be one)
+        _write_table(dest / table, rows)
+        res.written.append(table)
+    if segmented and rows:
         utt = {}
         for u in corpus.utterances:
             total = durs.get(u.rec_id)
@@ -131,8 +133,9 @@ def prepare(data: str | os.PathLike, *, nj: int = 4, out_dir: Optional[str] = No
                 end = min(end, total)  # a segment past its recording's end is cut there, as run cuts it
             if end is not None:
                 utt[u.utt_id] = max(0.0, end - (u.start or 0.0))
-        _write_table(dest / "utt2dur", utt)
-        res.written.append("utt2dur")
+        if utt:
+            _write_table(dest / "utt2dur", utt)
+            res.written.append("utt2dur")
     res.seconds = time.time() - t0
     return res
 

@@ -8,11 +8,10 @@ points (:mod:`batchser.corpus`) import this module; it imports none of them.
 """
 from __future__ import annotations
 
-import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Dict, Iterator, List, Optional, Sequence, Tuple
+from typing import Iterator, List, Optional, Tuple
 
 _ARK_RE = re.compile(r"^(?P<path>.+):(?P<offset>\d+)(?P<slice>\[[^\]]*\])?$")
 
@@ -74,6 +73,11 @@ class Corpus:
     @property
     def n_input(self) -> int:
         return len(self.utterances) + len(self.errors)
+
+
+# what every command says when audio cannot be found (run, info, prepare)
+CHECK_HINT = ("check the corpus with `batchser info {path}` (relative paths resolve against the current directory, "
+              "or --audio-root)")
 
 
 class CorpusError(ValueError):

@@ -17,12 +17,15 @@ from typing import Callable, Iterator, List, Optional, Tuple
 
 from .audio import TARGET_SR
 from .config import RunConfig, RunStopped, RunSummary
-from .corpus import Corpus, CorpusError, ReadError, Utterance, open_corpus
+from .corpus import Corpus, CorpusError, ReadError, open_corpus
+from .inputs import looks_like_path_list
+from .records import CHECK_HINT
 from .idtable import IdTable
-from .pipeline import ChunkFeeder, Processed, process
+from .pipeline import ChunkFeeder, Processed, flushed, process
 from .plan import RunPlan, emotion_stage, make_plan
 from .procs import children_quiet, received_signal
-from .progress import Progress
+from .progress import Progress, append_to
+from .resume import nothing_left
 from .prosody import explanations as prosody_explanations
 from .shards import Shard
 from .store import (OutputLock, OutputWriter, check_claimable, clear_ours, committed_ids, count_rows, layout, shard_dir,
@@ -57,9 +60,13 @@ def _first_usable(chunks: Iterator[Corpus], cfg: RunConfig) -> Iterator[Corpus]:
             return itertools.chain(held, chunks)
     errs = [e for c in held for e in c.errors]
     shown = "\n  ".join(e.message for e in errs[:5])
+    scp = Path(cfg.input) / "wav.scp" if Path(cfg.input).is_dir() else Path(cfg.input)
+    if looks_like_path_list(scp):
+        raise CorpusError(f"no line of {scp} is a wav.scp line ('<recording-id> <rxfilename>'): this looks like a list "
+                          "of audio paths, one per line. Give it a name without .scp (my_files.txt), and batchser "
+                          "reads it as a list (ids from the file names)")
     raise CorpusError(f"no utterance of {cfg.input} is usable ({len(errs)} problems), e.g.:\n  {shown}"
-                      f"\ncheck the corpus with `batchser info {cfg.input}` (relative paths resolve against "
-                      "the current directory, or --audio-root)")
+                      f"\n{CHECK_HINT.format(path=cfg.input)}")
 
 
 # what a full disk, a quota, a read-only mount or lost permissions raise while writing
@@ -116,7 +123,8 @@ def _open(cfg: RunConfig, path: str, shard: Optional[Shard], out: Path, log: Log
     """The corpus stream of this task, its chunks (checked for something usable, unless
     ``may_be_empty``: the segments ``run --vad`` made), and how many of its warnings were logged."""
     stream = open_corpus(path, audio_root=cfg.audio_root, allow_pipes=cfg.allow_pipes,
-                         extensions=cfg.extensions.split(",") if cfg.extensions else None, shard=shard)
+                         extensions=cfg.extensions.split(",") if cfg.extensions else None, shard=shard,
+                         spk_from_folder=cfg.spk_from_folder)
     if may_be_empty:
         return stream, stream.chunks(cfg.chunk_size), 0
     if stream.n_lines == 0:
@@ -182,9 +190,22 @@ def _open_writer(plan: RunPlan, stream, out: Path, log: Log):
     return stages, writer_args, writer
 
 
+def _reopen(plan: RunPlan, out: Path) -> Iterator[Corpus]:
+    """This task's chunks read again (``resume.nothing_left`` consumed some)."""
+    c = plan.cfg
+    if c.vad is None:
+        return _open(c, c.input, plan.shard, out, lambda *_: None)[1]
+    return _open(c, str(out / layout.VAD), None, out, lambda *_: None, may_be_empty=True)[1]
+
+
 def _run_locked(plan: RunPlan, stream, chunks: Iterator[Corpus], out: Path, t0: float, log: Log,
                 n_logged: int) -> RunSummary:
     cfg, devices = plan.cfg, plan.devices
+    early, chunks = nothing_left(plan, chunks, out, reopen=lambda: _reopen(plan, out))
+    if early is not None:
+        early.wall_seconds = time.time() - t0
+        log(f"nothing left to do: every utterance of {cfg.input} is already in {out} (no model was loaded)")
+        return early
     stages, writer_args, writer = _open_writer(plan, stream, out, log)
     models = plan.manifest_args(stages)
     n_before = len(writer.finished_ids)
@@ -195,7 +216,8 @@ def _run_locked(plan: RunPlan, stream, chunks: Iterator[Corpus], out: Path, t0: 
     feeder = ChunkFeeder(stream, chunks, writer, out / layout.CACHE, s, log, n_logged, pipe_timeout=cfg.pipe_timeout,
                          num_decoders=plan.num_decoders(), pipe_max_bytes=int(cfg.pipe_max_mb * (1 << 20)))
     feeder.bar = bar = Progress(max(0, stream.n_expected - n_before), enabled=cfg.progress, every=cfg.progress_every,
-                                log=log, errors=lambda: s.n_errors + live.n_errors)
+                                log=log, errors=lambda: s.n_errors + live.n_errors,
+                                file_log=append_to(cfg.log_file) if cfg.log_file else None)
     done = Processed(live, 0, *plan.limits(devices[0]))
     status = "stopped"
     try:
@@ -210,7 +232,7 @@ def _run_locked(plan: RunPlan, stream, chunks: Iterator[Corpus], out: Path, t0: 
             from .devices import run_on_devices
 
             del stages  # the parent needed the models' metadata only
-            done = run_on_devices(plan, out=str(out), chunks=_flushed(iter(feeder), writer), writer_args=writer_args,
+            done = run_on_devices(plan, out=str(out), chunks=flushed(iter(feeder), writer), writer_args=writer_args,
                                   with_ref=stream.with_ref, on_progress=bar, log=log)
         status = "stopped" if done.failures else "complete"
     except BaseException:  # Ctrl-C, SIGTERM through procs.terminate_as_interrupt, or what the signal caused
@@ -239,14 +261,6 @@ def _report(s: RunSummary, log: Log) -> None:
     for ev in s.oom_backoffs:
         log(f"out of memory on a batch of {ev['failed_items']} ({ev['failed_padded_samples'] / TARGET_SR:.1f} s "
             f"padded): batches now hold at most {ev['new_max_padded_samples'] / TARGET_SR:.1f} s padded")
-
-
-def _flushed(chunks: Iterator[List[Utterance]], writer: OutputWriter) -> Iterator[List[Utterance]]:
-    """``chunks``, committing the parent's rows (read errors) before each is handed to the devices."""
-    for todo in chunks:
-        writer.flush()
-        yield todo
-    writer.flush()
 
 
 def _finish(plan: RunPlan, out: Path, writer: OutputWriter, s: RunSummary, *, status: str, t0: float,

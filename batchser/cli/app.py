@@ -144,10 +144,13 @@ def feature_sets(spec):
 
 def echo_to(log_file):
     """A log function: stderr, and appended to ``log_file`` when given (flushed line by line)."""
+    from ..progress import append_to
+
+    to_file = append_to(log_file) if log_file else None
+
     def echo(m: str) -> None:
         click.echo(m, err=True)
-        if log_file:
-            with open(log_file, "a", encoding="utf-8") as f:
-                f.write(m + "\n")
+        if to_file is not None:
+            to_file(m)
 
     return echo

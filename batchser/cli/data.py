@@ -74,16 +74,21 @@ def prepare(data, nj, out_dir, audio_root, no_pipes):
     if len(r.errors) > 20:
         click.echo(f"... and {len(r.errors) - 20} more", err=True)
     rate = r.measured / r.seconds / max(1, nj) if r.seconds else 0.0
-    click.echo(f"wrote {', '.join(r.written)} in {r.data_dir}: {r.measured} measured ({rate:.0f} per second per "
-               f"process), {r.known} already known, {len(r.errors)} unreadable", err=True)
+    click.echo((f"wrote {', '.join(r.written)} in {r.data_dir}" if r.written else f"wrote nothing in {r.data_dir}")
+               + f": {r.measured} measured ({rate:.0f} per second per process), {r.known} already known, "
+               f"{len(r.errors)} unreadable", err=True)
     if r.errors:
+        from ..records import CHECK_HINT
+
+        click.echo(CHECK_HINT.format(path=data), err=True)
         sys.exit(EXIT_PARTIAL)
 
 
 @main.command()
 @click.argument("out_dir", metavar="OUT", type=click.Path(exists=True, file_okay=False))
 @click.option("--kaldi", "kaldi_dir", required=True, type=click.Path(file_okay=False),
-              help="Directory for utt2emo_hyp, utt2score (+ classes.txt) and embeddings.ark/.scp.")
+              help="Directory for utt2emo_hyp, utt2score (+ classes.txt), text (a run --asr) and "
+                   "embeddings.ark/.scp.")
 @reports_errors
 def export(out_dir, kaldi_dir):
     """Write OUT's results in the forms Kaldi and ESPnet tools read.
@@ -91,6 +96,8 @@ def export(out_dir, kaldi_dir):
     \b
     utt2emo_hyp     <utt> <label>
     utt2score       <utt> <score per class>, classes in classes.txt
+    utt2dim         <utt> <value per dimension> (a regression head), names in dims.txt
+    text            <utt> <transcript> (a run --asr: compute-wer ark:ref_text ark:text)
     embeddings.scp  float32 vectors in embeddings.ark (kaldiio.load_scp, copy-vector)
     """
     from ..store.export import export_kaldi
@@ -123,8 +130,12 @@ def features(input_path, out, audio_root, no_pipes, num_workers, feature_set):
 
     s = run_features(input_path, out, audio_root=audio_root, allow_pipes=not no_pipes, num_workers=num_workers,
                      log=lambda m: click.echo(m, err=True), features=parse_feature_sets(feature_sets(feature_set)))
+    o = Path(out)
     click.echo(f"done: {s.n_ok} ok, {s.n_errors} errors, {s.n_skipped} already done; "
-               f"{s.audio_seconds / 60:.1f} min of audio in {s.wall_seconds:.1f} s", err=True)
+               f"{s.audio_seconds / 60:.1f} min of audio in {s.wall_seconds:.1f} s\n"
+               f"features: {o / 'features'}/  errors: {o / 'errors'}/"
+               + (f"  explanations: {o / 'explanations.parquet'}" if (o / "explanations.parquet").exists() else "")
+               + f"\nread it with batchser.open_results({str(o)!r}).features", err=True)
     if s.n_failed_total:
         sys.exit(EXIT_PARTIAL)
 

@@ -1,9 +1,6 @@
 """``batchser eval`` (classes, dimensions, transcripts) and ``summarize``."""
 from __future__ import annotations
 
-import sys
-from pathlib import Path
-
 import click
 
 from .app import main, reports_errors
@@ -98,6 +95,7 @@ def summarize(out_dir, by, png):
 
     with pd.option_context("display.max_columns", 12, "display.width", 120):
         click.echo(df.head(20).to_string(index=False))
-    click.echo(f"wrote {path}")
+    pic = path.with_suffix(".png")
+    click.echo(f"wrote {path}" + (f", {pic}" if png and pic.exists() else ""))
 
 

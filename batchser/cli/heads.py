@@ -1,9 +1,6 @@
 """Trained heads: ``batchser train-head`` and ``apply-head``."""
 from __future__ import annotations
 
-import sys
-from pathlib import Path
-
 import click
 
 from .app import main, reports_errors

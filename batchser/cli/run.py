@@ -75,6 +75,9 @@ from .app import EXIT_PARTIAL, echo_to, feature_sets, main, reports_errors, vad_
 @click.option("--ext", "extensions", default=None, metavar="wav,flac,...",
               help="PATH is a folder of audio files: the extensions to take (default: wav, flac, mp3, ogg, opus, "
                    "m4a, aac, aiff, au, sph, webm, wma).")
+@click.option("--spk-from-folder", is_flag=True,
+              help="PATH is a folder of audio files: the first-level subfolder of each file is its speaker "
+                   "(corpus/alice/x.wav -> spk alice), for per-speaker summaries, eval and train-head folds.")
 @click.option("--no-pipes", is_flag=True, help="Refuse wav.scp entries that run shell commands ('cmd |').")
 @click.option("--pipe-timeout", type=float, default=300.0, show_default=True,
               help="Seconds before a pipe command is killed (with everything it started).")
@@ -156,7 +159,7 @@ def run(input_path, out, resume, overwrite, quiet, log_file, **opts):
         raise click.UsageError("--resume and --overwrite contradict each other")
     from ..runner import run as do_run
 
-    cfg = run_config(input_path, out, overwrite=overwrite, quiet=quiet, **opts)
+    cfg = run_config(input_path, out, overwrite=overwrite, quiet=quiet, log_file=log_file, **opts)
     if quiet:
         silence_third_party_bars()
     echo = echo_to(log_file)

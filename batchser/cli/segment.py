@@ -60,7 +60,8 @@ def segment(input_path, out_dir, audio_root, no_pipes, num_workers, pipe_timeout
 
 @main.command()
 @click.argument("out_dir", metavar="OUT", type=click.Path(exists=True, file_okay=False))
-@click.option("--rec", required=True, help="The recording to draw (its rec_id in labels/).")
+@click.option("--rec", default=None,
+              help="The recording to draw (its rec_id in labels/); without it, OUT's only recording, or a list of them.")
 @click.option("--png", "png", type=click.Path(dir_okay=False), default=None,
               help="Where to write the picture (default: OUT/plots/<rec>.png).")
 @reports_errors
@@ -75,6 +76,14 @@ def plot(out_dir, rec, png):
     from ..corpus import safe_filename
     from ..plot import plot_recording
 
+    if rec is None:
+        from ..store import open_results
+
+        recs = sorted(open_results(out_dir).labels_table().column("rec_id").unique().to_pylist())
+        if len(recs) != 1:
+            shown = "\n  ".join(recs[:30]) + (f"\n  ... ({len(recs)} in all)" if len(recs) > 30 else "")
+            raise click.UsageError(f"{out_dir} holds {len(recs)} recordings: name one with --rec REC:\n  {shown}")
+        rec = recs[0]
     target = Path(png) if png else Path(out_dir) / "plots" / f"{safe_filename(rec)}.png"
     click.echo(f"wrote {plot_recording(out_dir, rec, target)}", err=True)
 

@@ -54,6 +54,10 @@ def export_kaldi(out_dir: str | os.PathLike, dest: str | os.PathLike) -> Dict[st
         atomic.write_text(dest / "utt2dim", "".join(
             f"{u} " + " ".join(f"{v:.6g}" for v in row) + "\n" for u, row in zip(ids, vals)))
         written["utt2dim"] = len(ids)
+    if "text" in df.columns:  # run --asr: the hypotheses as a Kaldi text, for compute-wer and ESPnet scoring
+        texts = [" ".join(str(t).split()) if t is not None and t == t else "" for t in df.text.to_numpy()[order]]
+        atomic.write_text(dest / "text", "".join(f"{u} {t}\n" if t else f"{u}\n" for u, t in zip(ids, texts)))
+        written["text"] = len(ids)
     ark, scp = dest / "embeddings.ark", dest / "embeddings.scp"
     tmp_ark, tmp_scp = atomic.tmp_name(ark), atomic.tmp_name(scp)
     with kaldiio.WriteHelper(f"ark,scp:{tmp_ark},{tmp_scp}") as w:

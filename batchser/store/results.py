@@ -32,12 +32,16 @@ class Results:
         else:
             raise FileNotFoundError(f"{self.dir} is not a batchser output directory (no labels/){what_it_is(self.dir)}")
         self._parts: List[Path] = layout.parts(self.dir, self._table)
-        self._checked = False
+        self._checked = set()
 
-    def _check(self) -> None:
-        if not self._checked:
-            verify.check(self.dir, tables=(self._table,))
-            self._checked = True
+    def _check(self, arrays: bool = False) -> None:
+        """The parts read are whole (``arrays``: their embeddings and frames too), checked once."""
+        if arrays not in self._checked:
+            found = ([p for part in self._parts for p in verify.labels_part_problems(self.dir, part)] if arrays
+                     else [f"{self._table}/{p.name}: {why}" for p in self._parts if (why := verify.parquet_rows(p)[1])])
+            if found:
+                raise verify.DamagedPart(verify.advice(self.dir, found))
+            self._checked.add(arrays)
 
     @property
     def features(self):
@@ -146,7 +150,7 @@ class Results:
         """
         import pyarrow.parquet as pq
 
-        self._check()
+        self._check(arrays=True)
         mats = [np.load(self.dir / layout.EMBEDDINGS / f"{p.stem}.npy", mmap_mode="r") for p in self._parts]
         if not mats:
             return np.zeros((0, 0), dtype=np.float32)
