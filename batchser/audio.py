@@ -14,7 +14,7 @@ from typing import Iterator, Optional, Tuple
 
 import numpy as np
 
-from .records import AudioSource, Utterance
+from .records import AudioSource, Utterance, redact
 
 TARGET_SR = 16000
 PIPE_MAX_BYTES = 2048 << 20  # --pipe-max-mb default: 2 GiB, a 3-hour 48 kHz stereo 16-bit WAV
@@ -103,6 +103,46 @@ def run_pipe(cmd: str, timeout: float, max_bytes: int = PIPE_MAX_BYTES) -> bytes
     return bytes(out)
 
 
+URL_TRIES = 3  # a transient error (a dropped connection, a throttled request) is tried again
+
+
+def read_url(url: str, max_bytes: int = PIPE_MAX_BYTES, tries: int = URL_TRIES) -> bytes:
+    """The bytes of an object in storage or on the web, through fsspec (s3fs, gcsfs, aiohttp),
+    with the usual credentials of each client (environment, config files, instance roles). At
+    most ``max_bytes`` are held; transient failures are retried with a growing pause; a missing
+    object or a refused access fails at once. Messages never show credentials."""
+    shown = redact(url)
+    try:
+        import fsspec
+    except ImportError as e:  # pragma: no cover - fsspec comes with the extras
+        raise AudioError(f"{shown}: reading URLs needs fsspec (pip install 'batchser[s3]' or '[gcs]')") from e
+    last: Optional[BaseException] = None
+    for k in range(tries):
+        try:
+            with fsspec.open(url, "rb") as f:
+                data = f.read(max_bytes + 1)
+        except FileNotFoundError as e:
+            raise AudioError(f"{shown}: no such object") from e
+        except PermissionError as e:
+            raise AudioError(f"{shown}: access denied ({_why(e)}); credentials come from the client's usual "
+                             "environment and config (AWS_*, ~/.aws, GOOGLE_APPLICATION_CREDENTIALS, ...)") from e
+        except ImportError as e:
+            proto = url.split("://", 1)[0]
+            pkg = {"s3": "s3fs", "gs": "gcsfs", "gcs": "gcsfs"}.get(proto, "aiohttp")
+            raise AudioError(f"{shown}: reading {proto}:// needs {pkg} (pip install {pkg})") from e
+        except Exception as e:  # connection refused or reset, time-outs, throttling: try again
+            last = e
+            if k + 1 < tries:
+                time.sleep(0.5 * 2 ** k)
+            continue
+        if len(data) > max_bytes:
+            raise AudioError(f"{shown} is larger than {max_bytes / (1 << 20):g} MB (--pipe-max-mb)")
+        if not data:
+            raise AudioError(f"{shown}: the object is empty")
+        return data
+    raise AudioError(f"{shown}: unreachable after {tries} tries: {type(last).__name__}: {_why(last)}")
+
+
 def _read_file(path: str, start: Optional[float], end: Optional[float], name: str) -> Tuple[np.ndarray, int, float]:
     """(samples, rate, file duration in s); reads only the needed span (seek) for a segment."""
     import soundfile as sf
@@ -177,6 +217,8 @@ def resample(x: np.ndarray, sr: int, target: int = TARGET_SR) -> np.ndarray:
 def _decode_source(src: AudioSource, pipe_timeout: float, pipe_max_bytes: int) -> Tuple[np.ndarray, int]:
     if src.kind == "pipe":
         return _read_bytes_audio(run_pipe(src.value, pipe_timeout, pipe_max_bytes), src.name)
+    if src.kind == "url":
+        return _read_bytes_audio(read_url(src.value, pipe_max_bytes), src.name)
     if src.kind == "ark":
         return _read_ark(src.value)
     x, sr, _ = _read_file(src.value, None, None, src.name)
@@ -212,7 +254,7 @@ def decode_utterance(utt: Utterance, *, pipe_timeout: float = 300.0, min_samples
     src = utt.source
     if src.kind == "file":
         x, sr, total = _read_file(src.value, utt.start, utt.end, src.name)
-    elif src.kind in ("pipe", "ark"):
+    elif src.kind in ("pipe", "ark", "url"):
         x, sr = _decode_source(src, pipe_timeout, pipe_max_bytes)
         total = x.shape[0] / sr
         if utt.start or utt.end is not None:

@@ -22,7 +22,7 @@ import os
 from pathlib import Path
 from typing import Iterable, List, Optional, Sequence
 
-from .records import AudioSource, Corpus, CorpusError, ReadError, Utterance, table_lines
+from .records import AudioSource, Corpus, CorpusError, ReadError, Utterance, is_url, redact, table_lines
 
 AUDIO_EXTENSIONS = ("wav", "flac", "mp3", "ogg", "opus", "m4a", "aac", "aiff", "aif", "au", "sph", "webm", "wma")
 LHOTSE_SUFFIXES = (".jsonl", ".jsonl.gz", ".json", ".json.gz")
@@ -111,9 +111,12 @@ def read_path_list(path: Path, audio_root: Optional[str] = None) -> Corpus:
     the current directory, as wav.scp paths do; lines starting with ``#`` are comments)."""
 
     base = Path(audio_root) if audio_root else Path.cwd()
-    paths, lines, errors = [], [], []
+    paths, lines, errors, urls = [], [], [], []
     for no, line in table_lines(path):
         if line.lstrip().startswith("#"):  # a comment
+            continue
+        if is_url(line.strip()):  # object storage or the web: read by the decoders, never here
+            urls.append((no, line.strip()))
             continue
         p = Path(line.strip())
         full = p if p.is_absolute() else base / p
@@ -125,7 +128,26 @@ def read_path_list(path: Path, audio_root: Optional[str] = None) -> Corpus:
     root = Path(os.path.commonpath([str(p.parent) for p in paths])) if paths else base
     c = _corpus(paths, root, str(path), lines)
     c.errors = [ReadError(_ids([full], root)[0], f"{path}:{no}: audio file not found: {full}") for no, full in errors]
+    taken = {u.utt_id for u in c.utterances}
+    for (no, url), uid in zip(urls, _url_ids([u for _, u in urls], taken)):
+        c.utterances.append(Utterance(utt_id=uid, rec_id=uid, source=AudioSource("url", url, shown=redact(url)),
+                                      list_file=str(path), line=no))
     return c
+
+
+def _url_ids(urls: Sequence[str], taken: set) -> List[str]:
+    """Ids of listed URLs: the object's name without the extension; where two would share one,
+    the whole key (bucket/prefix/name, '/' as '_')."""
+    from urllib.parse import urlparse
+
+    stems = [Path(urlparse(u).path).stem or "url" for u in urls]
+    out = []
+    for u, st in zip(urls, stems):
+        uid = st if stems.count(st) == 1 and st not in taken else "_".join(
+            f"{urlparse(u).netloc}{urlparse(u).path}".rsplit(".", 1)[0].strip("/").split("/"))
+        taken.add(uid)
+        out.append(uid)
+    return out
 
 
 def read_lhotse(path: Path, allow_pipes: bool = True) -> Corpus:

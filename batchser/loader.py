@@ -172,7 +172,7 @@ def cache_shared_recordings(utts: List[Utterance], cache: Path, *, pipe_timeout:
     """
     groups: Dict[AudioSource, List[int]] = {}
     for i, u in enumerate(utts):
-        if u.source.kind in ("pipe", "ark") and (u.start or u.end is not None):
+        if u.source.kind in ("pipe", "ark", "url") and (u.start or u.end is not None):
             groups.setdefault(u.source, []).append(i)
     groups = {k: v for k, v in groups.items() if len(v) > 1}
     if not groups:

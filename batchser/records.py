@@ -18,10 +18,11 @@ _ARK_RE = re.compile(r"^(?P<path>.+):(?P<offset>\d+)(?P<slice>\[[^\]]*\])?$")
 
 @dataclass(frozen=True, slots=True)
 class AudioSource:
-    """Where a recording's bytes come from: a file, a shell pipe, or a Kaldi ark entry."""
+    """Where a recording's bytes come from: a file, a shell pipe, a Kaldi ark entry, or a URL
+    (object storage: s3://, gs://; the web: http(s)://)."""
 
-    kind: str  # "file" | "pipe" | "ark"
-    value: str  # path, command (without the trailing |), or "path.ark:offset"
+    kind: str  # "file" | "pipe" | "ark" | "url"
+    value: str  # path, command (without the trailing |), "path.ark:offset", or the URL
     shown: Optional[str] = None  # what messages call it, when not ``value`` (a cached pipe's command)
 
     @property
@@ -120,6 +121,20 @@ def _raise_bad_utf8(path: Path) -> None:
     raise CorpusError(f"{path}: not valid UTF-8; batchser reads Kaldi tables as UTF-8")
 
 
+URL_SCHEMES = ("s3://", "gs://", "gcs://", "http://", "https://")  # read through fsspec (audio.read_url)
+
+
+def is_url(rx: str) -> bool:
+    return rx.startswith(URL_SCHEMES)
+
+
+def redact(url: str) -> str:
+    """A URL as it may appear in messages and the manifest: no user:password@ part."""
+    import re as _re
+
+    return _re.sub(r"^([a-z0-9+.-]+://)[^/@]*@", r"\1***@", url)
+
+
 def parse_rxfilename(rx: str, base: Path, scp_dir: Path, allow_pipes: bool, where: str) -> Tuple[Optional[AudioSource], Optional[str]]:
     """Classify a wav.scp value. Returns (source, None) or (None, error message)."""
     if rx.endswith("|"):
@@ -133,6 +148,8 @@ def parse_rxfilename(rx: str, base: Path, scp_dir: Path, allow_pipes: bool, wher
         return None, f"{where}: output pipes ('| cmd') cannot be read from"
     if rx == "-":
         return None, f"{where}: standard input ('-') is not supported as an audio source"
+    if is_url(rx):  # object storage or the web: never touched by the reader (a missing object is an error row)
+        return AudioSource("url", rx, shown=redact(rx)), None
     p = Path(rx)
     full = p if p.is_absolute() else base / p
     if full.is_file():
