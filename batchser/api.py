@@ -22,7 +22,7 @@ import numpy as np
 from .audio import TARGET_SR, AudioError, decode_utterance, resample
 from .batching import make_batches
 from .config import RunConfig, RunSummary
-from .records import AudioSource, Utterance
+from .records import AudioSource, Utterance, is_url, redact
 from .policy import batch_limits, parse_devices, resolve_dtype
 from .columns import BASE_FIELDS
 from .scoring import AsrStage, EmotionStage, Scored, fields_of, score
@@ -134,7 +134,8 @@ class EmotionRecognizer:
                 raise AudioError(f"input {i}: audio too short: {len(y)} samples at 16 kHz, the model needs at least "
                                  f"{self.backend.min_samples}")
             return y
-        u = Utterance(utt_id=str(i), rec_id=str(i), source=AudioSource("file", str(x)), list_file="input", line=i)
+        src = AudioSource("url", str(x), shown=redact(str(x))) if is_url(str(x)) else AudioSource("file", str(x))
+        u = Utterance(utt_id=str(i), rec_id=str(i), source=src, list_file="input", line=i)
         return decode_utterance(u, min_samples=self.backend.min_samples).wave
 
     def predict(self, inputs: Union[Audio, Sequence[Audio]], *, sampling_rate: Optional[int] = None,

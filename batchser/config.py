@@ -42,6 +42,10 @@ class RunConfig:
     shard: Optional[str] = None  # "I/N" or "auto" (array-job environment)
     num_shards: Optional[int] = None
     shard_index: Optional[int] = None
+    engine: str = "local"  # or "ray": decode in Ray tasks, score in a Ray actor pool (batchser.ray)
+    ray_address: Optional[str] = None  # --ray-address: "auto", HOST:PORT, or None (a local cluster)
+    workers: Optional[int] = None  # --workers: scoring actors (default: one per GPU, or the CPUs less one)
+    gpus_per_worker: float = 0.0  # --gpus-per-worker
     overwrite: bool = False
     retry_errors: bool = False
     progress: bool = True

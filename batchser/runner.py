@@ -176,7 +176,7 @@ def _segmented(plan: RunPlan, out: Path, log: Log) -> Tuple[Path, List[ReadError
 def _open_writer(plan: RunPlan, stream, out: Path, log: Log):
     """The stages (loaded and checked: a model that cannot run this refuses before any write) and
     the writer, which refuses a directory made with other settings."""
-    stages = plan.load_stages(plan.devices[0], metadata_only=len(plan.devices) > 1, log=log)
+    stages = plan.load_stages(plan.devices[0], metadata_only=len(plan.devices) > 1 or plan.cfg.engine == "ray", log=log)
     if plan.cfg.overwrite:  # after every check: the run is known to go ahead
         # vad/: just made; heads/: trained heads are kept (a run may be applying one of them)
         kept = clear_ours(out, keep=((layout.VAD,) if plan.cfg.vad is not None else ()) + (layout.HEADS,))
@@ -221,7 +221,12 @@ def _run_locked(plan: RunPlan, stream, chunks: Iterator[Corpus], out: Path, t0: 
     done = Processed(live, 0, *plan.limits(devices[0]))
     status = "stopped"
     try:
-        if len(devices) == 1:
+        if cfg.engine == "ray":
+            from .ray_engine import run_on_ray
+
+            done = run_on_ray(plan, stages, writer, feeder, with_ref=stream.with_ref, summary=live, progress=bar,
+                              log=log)
+        elif len(devices) == 1:
             feed = plan.feed(devices[0], min_samples=emotion_stage(stages).backend.min_samples,
                              with_ref=stream.with_ref)
             for todo in feeder:

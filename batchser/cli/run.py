@@ -118,6 +118,18 @@ from .app import EXIT_PARTIAL, echo_to, feature_sets, main, reports_errors, vad_
               help="transformers: float32, float16, bfloat16 (auto: bfloat16 on CUDA, float32 on CPU); CTranslate2: "
                    "its compute type (int8, int8_float16, float16, float32; auto: the saved type on CUDA, float32 "
                    "on CPU).")
+@click.option("--engine", type=click.Choice(["local", "ray"]), default="local", show_default=True,
+              help="ray: decode in Ray tasks and score in a Ray actor pool (each actor loads the model once), on a "
+                   "local or remote cluster; the same OUT, resume and exit codes (pip install 'batchser[ray]'; README "
+                   "'Run on a Ray cluster').")
+@click.option("--ray-address", default=None, metavar="auto|HOST:PORT",
+              help="With --engine ray: the cluster to join (auto: the one `ray start` made here) [default: start a "
+                   "local one for this run].")
+@click.option("--workers", type=click.IntRange(min=1), default=None,
+              help="With --engine ray: scoring actors [default: one per GPU with --gpus-per-worker, else the "
+                   "cluster's CPUs less one].")
+@click.option("--gpus-per-worker", type=click.FloatRange(min=0), default=0.0, show_default=True,
+              help="With --engine ray: GPUs each scoring actor takes (1: one GPU each; 0: CPU actors).")
 @click.option("--chunk-size", type=click.IntRange(min=1), default=100_000, show_default=True, metavar="N",
               help="Utterances read, sorted by length and batched together (memory ~1 KB each): a corpus of any "
                    "size streams through in chunks; larger chunks pad a little less.")

@@ -93,7 +93,8 @@ _NESTED = {
     layout.HEADS: re.compile(r"^\.?(head\.safetensors|head\.json|confusion\.png)(\.tmp)?$"),
     layout.HEAD_PREDICTIONS: re.compile(r"^\.?(part-[A-Za-z0-9-]+\.parquet|source\.json)(\.tmp)?$"),
 }
-_FILES = re.compile(r"^\.?(settings\.json|manifest\.json|explanations\.parquet|summary_by_\w+\.(parquet|png))(\.tmp)?$")
+_FILES = re.compile(r"^\.?(settings\.json|manifest\.json|explanations\.parquet|report\.html|"
+                    r"summary_by_\w+\.(parquet|png))(\.tmp)?$")
 
 
 def clear_ours(out: Path, keep: Sequence[str] = ()) -> List[str]:
