@@ -5,7 +5,7 @@ From Python: ``batchser.run(path, out=...)`` (the CLI's run), ``batchser.Emotion
 """
 from .version import __version__
 
-__all__ = ["EmotionRecognizer", "Prediction", "Results", "open_results", "run", "__version__"]
+__all__ = ["EmotionRecognizer", "Prediction", "Results", "explain", "open_results", "run", "__version__"]
 
 
 def __getattr__(name: str):
@@ -14,6 +14,10 @@ def __getattr__(name: str):
         from . import store
 
         return getattr(store, name)
+    if name == "explain":
+        from .llm import explain
+
+        return explain
     if name in ("run", "EmotionRecognizer", "Prediction"):
         from . import api
 

@@ -492,3 +492,46 @@ def make_whisper_ct2_dir(out: str | Path, size: str = "tiny", seed: int = 0) -> 
             str(out), force=True)
     _write_marker(out, f"whisper-asr-ct2 size={size} seed={seed}")
     return out
+
+
+CHAT_TEMPLATE = ("{% for m in messages %}<|{{ m['role'] }}|>\n{{ m['content'] }}</s>\n{% endfor %}"
+                 "{% if add_generation_prompt %}<|assistant|>\n{% endif %}")
+
+
+def make_causal_lm_dir(out: str | Path, seed: int = 0, hidden: int = 64, layers: int = 2) -> Path:
+    """A tiny random-weight LlamaForCausalLM with a real tokenizer (byte-level BPE trained here
+    on a few hundred words, ``<s>``/``</s>``/``<pad>`` and chat-role tokens) and a chat template,
+    in ``save_pretrained`` layout: what ``batchser explain --llm`` loads, offline."""
+    import torch
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import GenerationConfig, LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
+
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    specials = ["<pad>", "<s>", "</s>", "<|system|>", "<|user|>", "<|assistant|>"]
+    tok = Tokenizer(models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    words = ("the speaker sounds angry happy sad neutral calm fearful surprised disgusted because pitch is high low "
+             "loudness loud quiet speaking rate fast slow range wide narrow than their usual median voice energy "
+             "pauses long short emotion label score explain why this utterance semitones decibels syllables per "
+             "second above below compared with and or not very slightly much more less a an of in to it was").split()
+    corpus = [" ".join(words[i:] + words[:i]) for i in range(len(words))] + ["0123456789.,:;+-%()"] * 20
+    tok.train_from_iterator(corpus, trainers.BpeTrainer(vocab_size=600, special_tokens=specials,
+                                                        initial_alphabet=pre_tokenizers.ByteLevel.alphabet()))
+    fast = PreTrainedTokenizerFast(tokenizer_object=tok, bos_token="<s>", eos_token="</s>", pad_token="<pad>",
+                                   padding_side="left")
+    fast.chat_template = CHAT_TEMPLATE
+    fast.save_pretrained(out)
+    torch.manual_seed(seed)
+    cfg = LlamaConfig(vocab_size=len(fast), hidden_size=hidden, intermediate_size=2 * hidden,
+                      num_hidden_layers=layers, num_attention_heads=4, num_key_value_heads=2,
+                      max_position_embeddings=2048, bos_token_id=fast.bos_token_id, eos_token_id=fast.eos_token_id,
+                      pad_token_id=fast.pad_token_id, tie_word_embeddings=True,
+                      initializer_range=0.5)  # varied tokens from random weights (0.02 repeats one)
+    model = LlamaForCausalLM(cfg)
+    model.save_pretrained(out)
+    GenerationConfig(bos_token_id=fast.bos_token_id, eos_token_id=fast.eos_token_id, pad_token_id=fast.pad_token_id,
+                     do_sample=False).save_pretrained(out)
+    _write_marker(out, "causal-lm")
+    return out

@@ -193,14 +193,15 @@ def verify(out_dir):
 @click.argument("out_dir", type=click.Path(file_okay=False))
 @click.option("--kind", type=click.Choice(["emotion2vec", "emotion2vec-nohead", "whisper", "wav2vec2",
                                           "wav2vec2-multilabel", "wav2vec2-regression", "w2v2-dim", "whisper-asr",
-                                          "whisper-asr-en", "whisper-asr-ct2"]),
+                                          "whisper-asr-en", "whisper-asr-ct2", "causal-lm"]),
               default="emotion2vec", show_default=True,
               help="Architecture: emotion2vec+ (funasr layout); emotion2vec without classifier (like "
                    "emotion2vec_base); WhisperForAudioClassification; Wav2Vec2ForSequenceClassification with a "
                    "single-label, multi-label (sigmoid) or regression head (config problem_type); w2v2-dim: "
                    "audEERING's dimensional model layout (arousal, dominance, valence); whisper-asr(-en): a "
                    "multilingual (English-only) WhisperForConditionalGeneration with tokenizer and generation config, "
-                   "for --asr; whisper-asr-ct2: that model converted to CTranslate2 (faster-whisper).")
+                   "for --asr; whisper-asr-ct2: that model converted to CTranslate2 (faster-whisper); causal-lm: a tiny "
+                   "LlamaForCausalLM with a real tokenizer and chat template, for batchser explain --llm.")
 @click.option("--size", default="tiny", show_default=True,
               help="tiny (tests); emotion2vec: base, large; whisper: large-v3; w2v2-dim: large-robust-12.")
 @click.option("--seed", type=int, default=0, show_default=True)
@@ -212,7 +213,9 @@ def make_test_model(out_dir, kind, size, seed):
     from .. import testmodels
 
     try:
-        if kind == "whisper":
+        if kind == "causal-lm":
+            path = testmodels.make_causal_lm_dir(out_dir, seed=seed)
+        elif kind == "whisper":
             path = testmodels.make_whisper_classifier_dir(out_dir, size=size, seed=seed)
         elif kind == "whisper-asr-ct2":
             path = testmodels.make_whisper_ct2_dir(out_dir, size=size, seed=seed)

@@ -17,9 +17,9 @@ from .layout import score_column, shard_dir, value_column
 from .merging import MergeError, merge, shard_status
 from .results import Results, open_results
 from .writer import OutputWriter, PartWriter, committed_ids, committed_table, count_rows, features_writer
-from .explanations import write_explanations
+from .explanations import ExplanationsWriter, write_explanations
 from .head_predictions import write_head_predictions
 
 __all__ = ["ForeignDirectory", "OutputBusy", "OutputLock", "check_claimable", "clear_ours", "MergeError", "OutputWriter", "PartWriter", "Results", "committed_ids", "committed_table", "count_rows", "features_writer", "merge",
            "open_results", "score_column", "shard_dir", "shard_status", "value_column",
-           "write_explanations", "write_head_predictions"]
+           "write_explanations", "write_head_predictions", "ExplanationsWriter"]

@@ -84,6 +84,7 @@ _INSIDE = {
     layout.LABELS: _PART, layout.EMBEDDINGS: _PART, layout.FRAMES: _PART, layout.ERRORS: _PART,
     layout.FEATURES: _PART, layout.TIMELINE: _PART, layout.NPY: re.compile(r"^\.?.+\.npy(\.tmp)?$"),
     layout.CACHE: re.compile(r"^rec\d+\.wav(\.tmp)?$"),
+    layout.LLM_EXPLANATIONS: re.compile(r"^\.?(part-[A-Za-z0-9-]+\.parquet|_settings\.json)(\.tmp)?$"),
     layout.EVAL: re.compile(r"^\.?(metrics\.json|confusion\.png|wer\.json|dims\.json)(\.tmp)?$"),
     layout.VAD: re.compile(r"^\.?(wav\.scp|segments|utt2spk|spk2utt|utt2dur|reco2dur|text|segment_errors|segment\.json)"
                            r"(\.tmp)?$"),

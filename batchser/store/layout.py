@@ -11,6 +11,7 @@ The contract (also in the README)::
                                        part of the same name, in recording time
     OUT/features/part-NNNNN.parquet    (batchser features) prosody columns, no model
     OUT/explanations.parquet           (prosody) each utterance relative to its speaker
+    OUT/explanations/part-NNNNN.parquet  (batchser explain) a language model's text per utterance
     OUT/heads/NAME/                    (train-head) a trained head: head.safetensors, head.json, confusion.png
     OUT/head_predictions/NAME/part-NNNNN.parquet  (apply-head) the head on the labels part of the same name
     OUT/settings.json                  what changes results: resuming with other values is refused
@@ -35,6 +36,7 @@ LABELS, EMBEDDINGS, FRAMES, NPY, ERRORS, FEATURES = "labels", "embeddings", "fra
 SETTINGS, MANIFEST, EXPLANATIONS = "settings.json", "manifest.json", "explanations.parquet"
 SHARDS, CACHE, EVAL, VAD, TIMELINE = "shards", ".cache", "eval", "vad", "timeline"
 HEADS, HEAD_PREDICTIONS = "heads", "head_predictions"  # train-head's heads/NAME/, apply-head's tables
+LLM_EXPLANATIONS = "explanations"  # batchser explain: a language model's texts, in parts
 
 # part-00012.parquet, or part-d1-00012.parquet in a namespace (one per device process / shard)
 PART_RE = re.compile(r"^part-(?:(?P<ns>[A-Za-z0-9]+)-)?(?P<n>\d{5,})\.(?:parquet|npy)$")
