@@ -21,6 +21,8 @@ from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
+from .isolate import each_alone
+
 DEFAULT_PROMPT = Path(__file__).parent / "prompts" / "explain.txt"
 # (column, what it is, unit): the facts a prompt may state, when the run computed them
 FACTS = [("f0_median_st", "median pitch", "st"), ("f0_range_st", "pitch range", "st"),
@@ -128,23 +130,7 @@ def load_generator(llm: str, *, device: str = "cpu", dtype: str = "float32", max
 def generate_items(gen: Callable[[Sequence[str]], List[str]], prompts: List[str], ids: List[str]
                    ) -> Tuple[List[Optional[str]], List[Optional[str]]]:
     """Texts, or per prompt the error: a failing batch is run again one prompt at a time."""
-    try:
-        return list(gen(prompts)), [None] * len(prompts)
-    except (KeyboardInterrupt, MemoryError):
-        raise
-    except Exception as e:
-        if len(prompts) == 1:
-            return [None], [f"{ids[0]}: generation failed: {type(e).__name__}: {e}"]
-        first = e
-    texts, errs = [], []
-    for p, i in zip(prompts, ids):
-        t, e = generate_items(gen, [p], [i])
-        texts += t
-        errs += e
-    if all(e is not None for e in errs):
-        raise ExplainFailure(f"the language model failed on a batch of {len(ids)} prompts and on each alone: "
-                             f"{type(first).__name__}: {first}") from first
-    return texts, errs
+    return each_alone(gen, prompts, ids, what="language model's generation", failure=ExplainFailure)
 
 
 @dataclass

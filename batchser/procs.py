@@ -34,38 +34,34 @@ class Interrupted(KeyboardInterrupt):
 
 
 @contextlib.contextmanager
-def terminate_as_interrupt() -> Iterator[None]:
+def handling(sig: int, handler) -> Iterator[None]:
+    """Within the block, ``handler`` handles ``sig`` (main thread only; elsewhere a no-op)."""
+    try:
+        old = signal.signal(sig, handler)
+    except ValueError:  # not the main thread
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.signal(sig, old)
+
+
+def terminate_as_interrupt():
     """Within the block, SIGTERM raises :class:`Interrupted` (main thread only; else a no-op)."""
     def handler(signum, _frame):
         _RECEIVED.append(int(signum))
         raise Interrupted(signum)
 
     _RECEIVED.clear()  # a new command: what stopped an earlier one (in this process) is not its business
-    try:
-        old = signal.signal(signal.SIGTERM, handler)
-    except ValueError:  # not the main thread
-        yield
-        return
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, old)
+    return handling(signal.SIGTERM, handler)
 
 
-@contextlib.contextmanager
-def children_quiet() -> Iterator[None]:
+def children_quiet():
     """Within the block, a child's death raises nothing. torch's DataLoader handles SIGCHLD by
     raising "worker exited unexpectedly" wherever the main thread is; after a signal killed the
     decoders, that must not cut the commit and the manifest short."""
-    try:
-        old = signal.signal(signal.SIGCHLD, signal.SIG_DFL)
-    except ValueError:  # not the main thread
-        yield
-        return
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGCHLD, old)
+    return handling(signal.SIGCHLD, signal.SIG_DFL)
 
 
 def received_signal() -> Optional[int]:

@@ -7,35 +7,14 @@ import numpy as np
 import pyarrow as pa
 
 from ..columns import Fields
+from ..isolate import each_alone
 from .core import Batch, StageFailure
 
 
 def transcribe_items(asr, waves: List[np.ndarray], ids: List[str]) -> Tuple[List[Optional[object]], List[Optional[str]]]:
-    """One transcript per waveform, or the error of the one that failed. A failing batch is run
-    again one utterance at a time, so that one bad utterance never costs the others; when every
-    one of several fails alone too, :class:`StageFailure` stops the run (as the emotion model's
-    worker does) instead of writing them all into errors/.
-    """
-    try:
-        return list(asr.transcribe(waves)), [None] * len(waves)
-    except (KeyboardInterrupt, MemoryError):
-        raise
-    except Exception as e:
-        if len(waves) == 1:
-            return [None], [f"{ids[0]}: speech recognition failed: {type(e).__name__}: {e}"]
-        first = e
-    out: List[Optional[object]] = []
-    errs: List[Optional[str]] = []
-    for w, i in zip(waves, ids):
-        t, e = transcribe_items(asr, [w], [i])
-        out += t
-        errs += e
-    if all(e is not None for e in errs):
-        raise StageFailure(f"the speech recogniser failed on a batch of {len(ids)} utterances ({', '.join(ids[:5])}"
-                           f"{', ...' if len(ids) > 5 else ''}) and on each of them alone: {type(first).__name__}: "
-                           f"{first}. This is not one utterance's fault, so the run stops instead of blaming them"
-                           ) from first
-    return out, errs
+    """One transcript per waveform, or the error of the one that failed (``isolate.each_alone``:
+    a failing batch runs again one utterance at a time; all failing alone stops the run)."""
+    return each_alone(asr.transcribe, waves, ids, what="speech recognition", failure=StageFailure)
 
 
 class AsrStage:
