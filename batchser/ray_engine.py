@@ -129,7 +129,9 @@ def run_on_ray(plan, stages, writer, chunks: Iterable[List[Utterance]], *, with_
 
     min_samples = emotion_stage(stages).backend.min_samples
     gpus = float(c.gpus_per_worker or 0)
-    workers = c.workers or max(1, int(ray.cluster_resources().get("GPU" if gpus else "CPU", 1) // max(gpus, 1)) - 1)
+    res = ray.cluster_resources()
+    # default: every GPU busy, or every CPU but one (the decode tasks need somewhere to run)
+    workers = c.workers or (max(1, int(res.get("GPU", 0) // gpus)) if gpus else max(1, int(res.get("CPU", 2)) - 1))
     limits = plan.limits("cuda" if gpus else "cpu")
     done = Processed(summary, 0, *limits)
     written = set()
