@@ -107,24 +107,28 @@ class Generator:
         return [s.strip() for s in t.batch_decode(out[:, enc["input_ids"].shape[1]:], skip_special_tokens=True)]
 
 
-def load_generator(llm: str, *, device: str = "cpu", dtype: str = "float32", max_new_tokens: int = 96,
-                   hub: str = "auto") -> Tuple[Generator, Dict]:
-    """The model ``llm`` names (a local directory or hub id) and what identifies it (settings)."""
-    import torch
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
+def identify(llm: str, hub: str = "auto") -> Dict:
+    """Where ``llm`` (a local directory or hub id) is and what identifies its weights, without
+    loading it (a rerun with nothing left to do, or with other settings, loads nothing)."""
     from .models.resolve import locate, weights_sha256
 
     mid, path, _ = locate(llm, hub, what="--llm")
+    return {"id": mid, "path": str(path), "weights_sha256": weights_sha256(str(path)),
+            "test_model": (Path(path) / "BATCHSER_TEST_MODEL").exists()}
+
+
+def load_generator(path: str, *, device: str = "cpu", dtype: str = "float32", max_new_tokens: int = 96) -> Generator:
+    """The causal LM in directory ``path`` and its tokenizer (left padding), on ``device``."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
     tok = AutoTokenizer.from_pretrained(path)
     tok.padding_side = "left"  # new tokens follow every prompt directly
     if tok.pad_token_id is None:
         tok.pad_token = tok.eos_token
     td = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}[dtype]
     model = AutoModelForCausalLM.from_pretrained(path, dtype=td).to(device).eval()
-    info = {"id": mid, "weights_sha256": weights_sha256(str(path)),
-            "test_model": (Path(path) / "BATCHSER_TEST_MODEL").exists()}
-    return Generator(model, tok, max_new_tokens), info
+    return Generator(model, tok, max_new_tokens)
 
 
 def generate_items(gen: Callable[[Sequence[str]], List[str]], prompts: List[str], ids: List[str]
@@ -165,19 +169,18 @@ def explain(out_dir: str, *, llm: str, prompt: Optional[str] = None, max_new_tok
     dt = resolve_dtype(dtype, dev)
     if dt == "int8":
         raise ValueError("--dtype int8 is for emotion2vec; explain takes float32, bfloat16 or float16")
-    if generator is None:
-        generator, info = load_generator(llm, device=dev, dtype=dt, max_new_tokens=max_new_tokens)
-    else:
-        info = {"id": llm, "weights_sha256": None, "test_model": False}
-    if info["test_model"]:
-        log(f"note: {llm} is a random-weight TEST language model: its explanations are gibberish")
+    info = identify(llm) if generator is None else {"id": llm, "weights_sha256": None, "test_model": False}
     settings = {"model": info["weights_sha256"] or info["id"], "prompt_sha256": sha(template),
                 "max_new_tokens": max_new_tokens, "dtype": dt, "greedy": True}
     t0 = time.time()
     with OutputLock(res.dir, command=["batchser", "explain", str(out_dir)], log=log):
-        w = ExplanationsWriter(res.dir, settings=settings, part_size=part_size)
+        w = ExplanationsWriter(res.dir, settings=settings, part_size=part_size)  # other settings: refused here
         todo = df[~w.done(df.utt_id.tolist())]
         r = Explained(skipped=len(df) - len(todo), dir=str(w.path))
+        if len(todo) and generator is None:  # nothing left to do: no model is loaded
+            if info["test_model"]:
+                log(f"note: {llm} is a random-weight TEST language model: its explanations are gibberish")
+            generator = load_generator(info["path"], device=dev, dtype=dt, max_new_tokens=max_new_tokens)
         prompts, ids = prompts_of(todo, template), todo.utt_id.tolist()
         order = np.argsort([-len(p) for p in prompts], kind="stable")  # similar lengths pad little
         try:

@@ -36,12 +36,14 @@ def _ray():
     return ray
 
 
-def connect(address: Optional[str], log: Callable[[str], None]) -> None:
+def connect(address: Optional[str], log: Callable[[str], None], quiet: bool = False) -> None:
     """Join the cluster at ``address`` ("auto": the one ``ray start`` made on this machine), or
     start a local one (no address), unless this process is connected already."""
     ray = _ray()
     if ray.is_initialized():
         return
+    if quiet:  # Ray's C++ notes (e.g. on actors restarted with their constructor arguments) only when asked
+        os.environ.setdefault("RAY_BACKEND_LOG_LEVEL", "fatal")
     ray.init(address=address, include_dashboard=False, log_to_driver=False, ignore_reinit_error=True,
              logging_level="ERROR")
     res = ray.cluster_resources()
@@ -53,8 +55,10 @@ class _BlockScorer:
     """One actor of the pool: the run's stages, loaded once, score decoded blocks."""
 
     def __init__(self, plan, with_ref: bool, gpus: float):
+        import ray
         import torch
 
+        plan = ray.get(plan) if isinstance(plan, ray.ObjectRef) else plan
         self.device = "cuda" if gpus and torch.cuda.is_available() else "cpu"
         if self.device == "cpu":
             torch.set_num_threads(max(1, int(os.environ.get("OMP_NUM_THREADS", "1"))))
@@ -93,6 +97,22 @@ class _Decoded:
         self.features, self.warning, self.cut_short = item.features, item.warning, item.cut_short
 
 
+def quiet_ray(progress: bool) -> None:
+    """Ray Data's progress lines and start-up notes only where batchser's own progress shows."""
+    import logging
+    import warnings
+
+    import ray
+
+    ctx = ray.data.DataContext.get_current()
+    ctx.enable_progress_bars = progress
+    ctx.print_on_execution_start = progress
+    if not progress:
+        logging.getLogger("ray.data").setLevel(logging.ERROR)
+        logging.getLogger("ray").setLevel(logging.ERROR)
+    warnings.filterwarnings("ignore", category=DeprecationWarning, module="ray")
+
+
 def _decode_block_items(row: Dict, **kw) -> Dict:
     """A Ray task: decode one block's utterances (a bad one carries its message, as in the loader)."""
     utts: List[Utterance] = pickle.loads(row["utts"])
@@ -124,7 +144,7 @@ def run_on_ray(plan, stages, writer, chunks: Iterable[List[Utterance]], *, with_
     """Score ``chunks`` on the Ray cluster, committing through ``writer`` (in this process)."""
     ray = _ray()
     c = plan.cfg
-    connect(c.ray_address, log)
+    connect(c.ray_address, log, quiet=not c.progress)
     from .plan import emotion_stage
 
     min_samples = emotion_stage(stages).backend.min_samples
@@ -132,6 +152,8 @@ def run_on_ray(plan, stages, writer, chunks: Iterable[List[Utterance]], *, with_
     res = ray.cluster_resources()
     # default: every GPU busy, or every CPU but one (the decode tasks need somewhere to run)
     workers = c.workers or (max(1, int(res.get("GPU", 0) // gpus)) if gpus else max(1, int(res.get("CPU", 2)) - 1))
+    quiet_ray(c.progress)
+    plan_ref = ray.put(plan)  # each actor fetches the plan: its constructor's arguments stay small
     limits = plan.limits("cuda" if gpus else "cpu")
     done = Processed(summary, 0, *limits)
     written = set()
@@ -144,10 +166,10 @@ def run_on_ray(plan, stages, writer, chunks: Iterable[List[Utterance]], *, with_
         ds = ds.map(_decode_block_items, fn_kwargs=dict(pipe_timeout=c.pipe_timeout, min_samples=min_samples,
                                                         features=plan.feature_sets,
                                                         pipe_max_bytes=int(c.pipe_max_mb * (1 << 20))),
-                    num_cpus=1, max_retries=3)
-        ds = ds.map_batches(_BlockScorer, fn_constructor_kwargs=dict(plan=plan, with_ref=with_ref, gpus=gpus),
-                            batch_size=1, concurrency=workers, num_gpus=gpus or None, num_cpus=None if gpus else 1,
-                            max_restarts=-1, max_task_retries=-1)
+                    num_cpus=1)
+        ds = ds.map_batches(_BlockScorer, fn_constructor_kwargs=dict(plan=plan_ref, with_ref=with_ref, gpus=gpus),
+                            batch_size=1, compute=ray.data.ActorPoolStrategy(size=workers), num_gpus=gpus or None,
+                            num_cpus=None if gpus else 1)  # Ray Data restarts actors and retries their tasks
         for row in ds.iter_rows():
             k = int(row["block"])
             if k in written:  # a retried block: its rows are committed already

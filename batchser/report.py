@@ -150,7 +150,10 @@ def score_section(df) -> str:
 
 
 def metrics_section(m: Dict) -> str:
-    head = table([("n", m["n"]), ("WA (accuracy)", fmt(m["WA"])), ("UA (mean recall)", fmt(m["UA"])),
+    mapped = m.get("label_map") or {}
+    note = ("<p class='note'>Label map applied before scoring: "
+            + esc(", ".join(f"{a} -> {b}" for a, b in mapped.items())) + "</p>") if mapped else ""
+    head = note + table([("n", m["n"]), ("WA (accuracy)", fmt(m["WA"])), ("UA (mean recall)", fmt(m["UA"])),
                   ("macro-F1", fmt(m["macro_f1"])), ("weighted F1", fmt(m.get("weighted_f1")))], ["metric", "value"],
                  [False, True])
     per = table([(c, fmt(v["precision"]), fmt(v["recall"]), fmt(v["f1"]), v["support"])

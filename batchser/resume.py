@@ -28,7 +28,8 @@ def nothing_left(plan: RunPlan, chunks: Iterator[Corpus], out: Path, *, reopen: 
             return None, chunks
     except ValueError:  # unreadable: the writer says which file
         return None, chunks
-    verify.check(out, tables=(layout.LABELS, layout.ERRORS))  # a damaged part is never taken as done
+    if verify.problems(out, tables=(layout.LABELS, layout.ERRORS)):  # damaged: not done; a run refuses or redoes it
+        return None, chunks
     committed = committed_table(out, layout.LABELS, layout.ERRORS)
     s = RunSummary(out_dir=str(out), shard=plan.shard.name if plan.shard else None)
     for c in chunks:

@@ -125,3 +125,23 @@ def test_a_failing_generation_is_an_error_row_and_a_broken_model_stops(featured)
     shutil.rmtree(featured / "explanations")
     with pytest.raises(ExplainFailure):
         explain(str(featured), llm="broken", generator=Broken(), batch_size=4, log=lambda *_: None)
+
+
+def test_a_damaged_part_is_named_and_a_rerun_with_nothing_left_loads_no_model(featured, llm, monkeypatch):
+    assert run_cli("explain", featured, "--llm", llm, "--max-new-tokens", "8", "-q")[0] == 0
+    import batchser.llm as mod
+
+    def no(*a, **k):
+        raise AssertionError("the language model was loaded")
+
+    monkeypatch.setattr(mod, "load_generator", no)
+    code, text = run_cli("explain", featured, "--llm", llm, "--max-new-tokens", "8", "-q")
+    assert code == 0 and "10 already done" in text
+    code, text = run_cli("explain", featured, "--llm", llm, "--max-new-tokens", "9", "-q")
+    assert code == 2 and "max_new_tokens" in text  # other settings: refused before loading anything
+    part = sorted((featured / "explanations").glob("part-*.parquet"))[0]
+    part.write_bytes(part.read_bytes()[:100])
+    code, text = run_cli("verify", featured)
+    assert code == 1 and f"explanations/{part.name}" in text and "batchser explain" in text
+    code, text = run_cli("explain", featured, "--llm", llm, "--max-new-tokens", "8", "-q")
+    assert code == 2 and part.name in text and "batchser explain" in text

@@ -221,3 +221,19 @@ def test_sigterm_to_the_process_group_while_decoders_are_busy_is_an_interruption
     assert p.returncode == 143, text
     man = json.loads((out / "manifest.json").read_text())
     assert man["status"] == "interrupted"
+
+
+def test_damaged_tables_made_from_the_labels_are_named_and_redone(e2v_dir, tmp_path, make_corpus):
+    d = make_corpus({f"u{i}": 0.6 + 0.1 * i for i in range(4)})
+    out = tmp_path / "o"
+    args = ("run", d, "--out", out, "--model", e2v_dir, "--num-workers", "0", "--features", "prosody", "-q")
+    assert run_cli(*args)[0] == 0
+    ex = out / "explanations.parquet"
+    ex.write_bytes(ex.read_bytes()[:200])
+    code, text = run_cli("verify", out)
+    assert code == 1 and "explanations.parquet" in text and "recomputed" in text
+    assert run_cli(*args)[0] == 0  # the resume has nothing to run, and writes the table again
+    import pyarrow.parquet as pq
+
+    assert pq.read_table(ex).num_rows == 4
+    assert run_cli("verify", out)[0] == 0

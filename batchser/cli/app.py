@@ -154,3 +154,13 @@ def echo_to(log_file):
             to_file(m)
 
     return echo
+
+
+def silence_third_party_bars() -> None:
+    """-q: no download or "Loading weights" bars from huggingface_hub / transformers either."""
+    import os
+
+    os.environ["HF_HUB_DISABLE_PROGRESS_BARS"] = "1"
+    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+    if "transformers" in sys.modules:
+        sys.modules["transformers"].utils.logging.disable_progress_bar()

@@ -185,7 +185,7 @@ def verify(out_dir):
     if found:
         click.echo(check.advice(out, found))
         sys.exit(EXIT_PARTIAL)
-    click.echo(f"{out}: every part is whole ({n_parts} labels parts"
+    click.echo(f"{out}: every part is whole ({n_parts} labels part{'s' if n_parts != 1 else ''}"
                + (f", {len(dirs) - 1} shards" if len(dirs) > 1 else "") + ")")
 
 

@@ -5,7 +5,7 @@ import sys
 
 import click
 
-from .app import EXIT_PARTIAL, main, reports_errors
+from .app import EXIT_PARTIAL, main, reports_errors, silence_third_party_bars
 
 
 @main.command("explain")
@@ -16,7 +16,8 @@ from .app import EXIT_PARTIAL, main, reports_errors
 @click.option("--prompt", "prompt_file", type=click.Path(exists=True, dir_okay=False), default=None,
               help="Your prompt template (str.format fields {utt_id} {spk} {label} {score} {scores} {facts} "
                    "{baseline} {duration}) [default: batchser/prompts/explain.txt].")
-@click.option("--max-new-tokens", type=click.IntRange(min=1), default=96, show_default=True)
+@click.option("--max-new-tokens", type=click.IntRange(min=1), default=96, show_default=True,
+              help="The longest explanation, in the model's tokens (a sentence is ~20-30).")
 @click.option("--batch-size", type=click.IntRange(min=1), default=8, show_default=True,
               help="Prompts generated together (left padding: the same tokens as one at a time).")
 @click.option("--device", default="auto", show_default=True, help="cpu, cuda, cuda:1 (auto: cuda when available).")
@@ -24,7 +25,7 @@ from .app import EXIT_PARTIAL, main, reports_errors
               show_default=True, help="auto: bfloat16 on CUDA, float32 on CPU.")
 @click.option("--part-size", type=click.IntRange(min=1), default=200, show_default=True,
               help="Explanations per committed part (what a kill can cost at most).")
-@click.option("--quiet", "-q", is_flag=True)
+@click.option("--quiet", "-q", is_flag=True, help="No notes and no third-party progress bars (the summary stays).")
 @reports_errors
 def explain_cmd(out_dir, llm, prompt_file, max_new_tokens, batch_size, device, dtype, part_size, quiet):
     """Explain each prediction of OUT in words, from its label, its scores and its voice.
@@ -39,6 +40,8 @@ def explain_cmd(out_dir, llm, prompt_file, max_new_tokens, batch_size, device, d
     """
     from ..llm import explain
 
+    if quiet:
+        silence_third_party_bars()
     log = (lambda *_: None) if quiet else (lambda m: click.echo(m, err=True))
     r = explain(out_dir, llm=llm, prompt=prompt_file, max_new_tokens=max_new_tokens, batch_size=batch_size,
                 device=device, dtype=dtype, part_size=part_size, log=log)

@@ -7,7 +7,7 @@ from pathlib import Path
 import click
 
 from ..models.registry import NAMES as BACKEND_NAMES
-from .app import EXIT_PARTIAL, echo_to, feature_sets, main, reports_errors, vad_options, vad_opts
+from .app import EXIT_PARTIAL, echo_to, feature_sets, main, reports_errors, silence_third_party_bars, vad_options, vad_opts
 
 
 @main.command()
@@ -126,8 +126,8 @@ from .app import EXIT_PARTIAL, echo_to, feature_sets, main, reports_errors, vad_
               help="With --engine ray: the cluster to join (auto: the one `ray start` made here) [default: start a "
                    "local one for this run].")
 @click.option("--workers", type=click.IntRange(min=1), default=None,
-              help="With --engine ray: scoring actors [default: one per GPU with --gpus-per-worker, else the "
-                   "cluster's CPUs less one].")
+              help="With --engine ray: scoring actors (not decoder processes: that is --num-workers) [default: "
+                   "one per GPU with --gpus-per-worker, else the cluster's CPUs less one].")
 @click.option("--gpus-per-worker", type=click.FloatRange(min=0), default=0.0, show_default=True,
               help="With --engine ray: GPUs each scoring actor takes (1: one GPU each; 0: CPU actors).")
 @click.option("--chunk-size", type=click.IntRange(min=1), default=100_000, show_default=True, metavar="N",
@@ -233,16 +233,6 @@ def summary_text(s, cfg) -> str:
            if cfg.timeline is not None else "")
         + (f"\nthis is {s.shard}: once every shard has finished, `batchser merge {cfg.out}` makes one dataset in "
            f"{cfg.out}" if s.shard else ""))
-
-
-def silence_third_party_bars() -> None:
-    """-q: no download or "Loading weights" bars from huggingface_hub / transformers either."""
-    import os
-
-    os.environ["HF_HUB_DISABLE_PROGRESS_BARS"] = "1"
-    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
-    if "transformers" in sys.modules:
-        sys.modules["transformers"].utils.logging.disable_progress_bar()
 
 
 def time_split(s) -> str:

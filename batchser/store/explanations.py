@@ -69,6 +69,7 @@ class ExplanationsWriter:
             f.unlink()
         parts = sorted(self.path.glob("part-*.parquet"))
         bad = [f"{layout.LLM_EXPLANATIONS}/{p.name}: {why}" for p in parts if (why := verify.parquet_rows(p)[1])]
+        # (verify.advice says what to do with a damaged explanations/ part)
         if bad:
             raise verify.DamagedPart(verify.advice(Path(out), bad))
         self.ids = {u for p in parts for u in pq.read_table(p, columns=["utt_id"]).column("utt_id").to_pylist()}

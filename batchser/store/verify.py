@@ -84,8 +84,9 @@ def labels_part_problems(out: Path, part: Path) -> List[str]:
     return found
 
 
-def problems(out: Path, tables=TABLES) -> List[str]:
-    """Every damaged part of ``tables`` in ``out`` (and in its head_predictions/ with labels)."""
+def problems(out: Path, tables=TABLES, derived: bool = True) -> List[str]:
+    """Every damaged part of ``tables`` in ``out``; with ``derived``, of the tables made from the
+    labels too (head_predictions/, explanations/, explanations.parquet): what `verify` checks."""
     out = Path(out)
     found: List[str] = []
     for table in tables:
@@ -96,8 +97,11 @@ def problems(out: Path, tables=TABLES) -> List[str]:
                 _, why = parquet_rows(p)
                 if why:
                     found.append(f"{table}/{p.name}: {why}")
-    if layout.LABELS in tables:
-        for p in sorted((out / layout.HEAD_PREDICTIONS).glob("*/part-*.parquet")):
+    if derived and layout.LABELS in tables:  # the tables made from the labels: apply-head's, explain's, prosody's
+        derived = sorted((out / layout.HEAD_PREDICTIONS).glob("*/part-*.parquet"))
+        derived += sorted((out / layout.LLM_EXPLANATIONS).glob("part-*.parquet"))
+        derived += [out / layout.EXPLANATIONS] if (out / layout.EXPLANATIONS).exists() else []
+        for p in derived:
             _, why = parquet_rows(p)
             if why:
                 found.append(f"{p.relative_to(out)}: {why}")
@@ -106,14 +110,26 @@ def problems(out: Path, tables=TABLES) -> List[str]:
 
 def advice(out: Path, found: List[str]) -> str:
     shown = "\n  ".join(found[:10]) + (f"\n  ... and {len(found) - 10} more" if len(found) > 10 else "")
+    todo = []
+    if any(f.startswith((layout.LABELS, layout.EMBEDDINGS, layout.FRAMES, layout.TIMELINE, layout.ERRORS,
+                         layout.FEATURES)) for f in found):
+        todo.append("to redo their rows, delete each damaged part together with the files of the same name in "
+                    "labels/, embeddings/, frames/ and timeline/ and run the same command again (it resumes), or "
+                    "start again with --overwrite")
+    if any(f.startswith(layout.LLM_EXPLANATIONS + "/") for f in found):
+        todo.append("a damaged explanations/ part: delete it and run `batchser explain` again (it redoes those rows)")
+    if any(f.startswith(layout.EXPLANATIONS + ":") for f in found):
+        todo.append(f"a damaged {layout.EXPLANATIONS}: delete it and run the same `batchser run` again (it is "
+                    "recomputed from the labels)")
+    if any(f.startswith(layout.HEAD_PREDICTIONS) for f in found):
+        todo.append("a damaged head_predictions/ part: delete it and run `batchser apply-head` again")
     return (f"{out} holds damaged parts, which are not taken as done:\n  {shown}\n"
-            f"`batchser verify {out}` lists them all. To redo their rows, delete each damaged part together with the "
-            "files of the same name in labels/, embeddings/, frames/ and timeline/ and run the same command again "
-            "(it resumes); or start again with --overwrite")
+            f"`batchser verify {out}` lists them all; " + "; ".join(todo))
 
 
-def check(out: Path, tables=TABLES) -> None:
-    """Raise :class:`DamagedPart` naming every damaged part, with what to do."""
-    found = problems(out, tables)
+def check(out: Path, tables=TABLES, derived: bool = False) -> None:
+    """Raise :class:`DamagedPart` naming every damaged part of ``tables``, with what to do (a run
+    trusts its own tables; the ones made from them are redone or checked by their commands)."""
+    found = problems(out, tables, derived)
     if found:
         raise DamagedPart(advice(Path(out), found))
